@@ -1,0 +1,158 @@
+"""The bundle contract: one pydantic model for the manifest that training writes and the service loads.
+
+A bundle is a directory holding `manifest.json` and the ONNX graphs it names. This module imports no
+torch, so both halves of the product share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+GRAPH_ROLES = ("encoder", "sparsity", "decoder")
+
+
+class BundleError(ValueError):
+    """A bundle that fails verification; the service refuses it whole."""
+
+
+class Graph(BaseModel):
+    """One ONNX file of the bundle with its checksum and tensor names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.onnx$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    input: str
+    outputs: list[str]
+
+
+class Graphs(BaseModel):
+    """encoder: raw x (B, D) -> pi_logits (B, K) (or (B, L0, K) per slot); sparsity: raw x -> lambda_logits
+    (B, 2); decoder: counts z (B, K) -> x_hat (B, D) in original units. A supervised discriminative bundle
+    has no decoder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: Graph
+    sparsity: Graph
+    decoder: Graph | None = None
+
+    def present(self) -> dict[str, Graph]:
+        return {role: g for role in GRAPH_ROLES if (g := getattr(self, role)) is not None}
+
+
+class Standardization(BaseModel):
+    """Per-feature mean and std fitted on the training part; baked into the graphs, recorded here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: list[float]
+    std: list[float]
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    version: str = Field(min_length=1, max_length=64)
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    kind: Literal["sdlgm", "sdlgm-dis"] = "sdlgm"
+    D: int = Field(gt=0)
+    K: int = Field(gt=1, le=65536)
+    L0: int = Field(gt=0, le=255)
+    lambda0: float = Field(gt=0.0, lt=1.0)
+    per_slot: bool = False
+    likelihood: Literal["bernoulli", "gaussian", "labels"]
+    feature_names: list[str]
+    standardization: Standardization | None = None
+    decoder_scale: list[float] | None = None
+    labels: list[str] | None = None
+    thresholds: list[float] | None = None
+    code_format_version: Literal[1] = 1
+    graphs: Graphs
+    evaluation: dict[str, object] = Field(default_factory=dict)
+    training: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if len(self.feature_names) != self.D:
+            raise ValueError(f"feature_names has {len(self.feature_names)} entries, D is {self.D}")
+        if self.standardization is not None:
+            s = self.standardization
+            if len(s.mean) != self.D or len(s.std) != self.D:
+                raise ValueError("standardization mean/std must each have D entries")
+            if any(v <= 0 for v in s.std):
+                raise ValueError("standardization std must be positive")
+        if self.decoder_scale is not None and len(self.decoder_scale) != self.D:
+            raise ValueError("decoder_scale must have D entries")
+        if self.kind == "sdlgm-dis":
+            if self.labels is None or len(self.labels) != self.K:
+                raise ValueError("a supervised bundle needs K label names")
+            if self.thresholds is None or len(self.thresholds) != self.K:
+                raise ValueError("a supervised bundle needs K thresholds")
+            if self.graphs.decoder is not None:
+                raise ValueError("a discriminative bundle has no decoder")
+        else:
+            if self.labels is not None or self.thresholds is not None:
+                raise ValueError("labels and thresholds belong to supervised bundles only")
+            if self.graphs.decoder is None:
+                raise ValueError("an unsupervised bundle needs a decoder graph")
+        if self.fingerprint != fingerprint_of(self.graphs):
+            raise ValueError("fingerprint does not match the graphs' checksums")
+        return self
+
+    @property
+    def supervised(self) -> bool:
+        return self.labels is not None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint_of(graphs: Graphs) -> str:
+    """SHA-256 over the roles and checksums of the graphs, in a fixed order."""
+    h = hashlib.sha256()
+    for role, g in graphs.present().items():
+        h.update(f"{role}:{g.sha256}\n".encode())
+    return h.hexdigest()
+
+
+def load_manifest(bundle_dir: Path) -> Manifest:
+    """Read and validate a bundle's manifest and check every graph file against its checksum."""
+    path = bundle_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir}: no {MANIFEST_FILE}")
+    try:
+        raw = json.loads(path.read_text())
+        manifest = Manifest.model_validate(raw)
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{path}: invalid manifest: {exc}") from exc
+    for role, g in manifest.graphs.present().items():
+        gpath = bundle_dir / g.file
+        if not gpath.is_file():
+            raise BundleError(f"{bundle_dir}: {role} graph {g.file} is missing")
+        actual = sha256_file(gpath)
+        if actual != g.sha256:
+            raise BundleError(
+                f"{bundle_dir}: {role} graph {g.file} has SHA-256 {actual}, manifest says {g.sha256}"
+            )
+    return manifest
+
+
+def write_manifest(bundle_dir: Path, manifest: Manifest) -> Path:
+    path = bundle_dir / MANIFEST_FILE
+    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    return path
