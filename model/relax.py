@@ -1,0 +1,48 @@
+"""Gumbel-softmax relaxations and the exact KLs of the discrete posteriors.
+
+Three ways to draw a one-hot sample from logits (..., C):
+  relaxed   y = softmax((logits + g) / tau)                 (Jang et al.; the paper's Eq. 8, 10, 12)
+  st        one_hot(argmax y) forward, gradient of y back   (straight-through)
+  hard      one_hot(argmax(logits + g)), an exact categorical sample, no gradient
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Mode = Literal["relaxed", "st", "hard"]
+
+
+def gumbel_like(x: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise: -log E with E ~ Exp(1) (one log instead of two)."""
+    return -torch.empty_like(x).exponential_().log()
+
+
+def sample_one_hot(logits: torch.Tensor, tau: torch.Tensor | float, mode: Mode) -> torch.Tensor:
+    """A (relaxed) one-hot sample over the last axis; same shape as logits."""
+    perturbed = logits + gumbel_like(logits)
+    if mode == "hard":
+        return F.one_hot(perturbed.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    y = F.softmax(perturbed / tau, dim=-1)
+    if mode == "relaxed":
+        return y
+    hard = F.one_hot(y.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    return hard - y.detach() + y
+
+
+def kl_categorical_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(Cat(softmax(logits)) || Cat(1/C)) over the last axis; (..., C) -> (...)."""
+    logp = F.log_softmax(logits, dim=-1)
+    return (logp.exp() * logp).sum(-1) + math.log(logits.shape[-1])
+
+
+def kl_bernoulli(lam: torch.Tensor, lam0: float) -> torch.Tensor:
+    """KL(Bern(lam) || Bern(lam0)), elementwise, stable at lam in {0, 1}."""
+    eps = 1e-12
+    return lam * (torch.log(lam + eps) - math.log(lam0)) + (1 - lam) * (
+        torch.log(1 - lam + eps) - math.log(1 - lam0)
+    )

@@ -1,0 +1,48 @@
+"""Figures of an exported bundle measured the way the service computes them: onnxruntime graphs and the
+numpy deterministic code, no torch. These are what a bundle's manifest records under `evaluation`, and
+what the test of the committed default model recomputes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from service import codes
+from service.manifest import Manifest, load_manifest
+
+
+def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...] | None = None,
+                      manifest: Manifest | None = None) -> dict[str, Any]:
+    """Reconstruction error in original units and the real size of the codes on rows x_raw (N, D)."""
+    m = manifest or load_manifest(bundle_dir)
+    sess = {role: ort.InferenceSession(str(bundle_dir / g.file), providers=["CPUExecutionProvider"])
+            for role, g in m.graphs.present().items()}
+    x = np.ascontiguousarray(x_raw, dtype=np.float32)
+    pi = sess["encoder"].run(None, {"x": x})[0]
+    lam = sess["sparsity"].run(None, {"x": x})[0]
+    L_hat, counts = codes.deterministic_code(pi, lam, m.L0)
+    nnz = (counts > 0).sum(1)
+    code_bytes = np.array([codes.code_size(int(n), m.K) for n in nnz])
+    raw_bytes = 4 * m.D
+    out: dict[str, Any] = {
+        "rows": len(x),
+        "mean_L_hat": float(L_hat.mean()),
+        "mean_nnz": float(nnz.mean()),
+        "mean_code_bytes": float(code_bytes.mean()),
+        "raw_float32_bytes": raw_bytes,
+        "compression_ratio": float(raw_bytes / code_bytes.mean()),
+    }
+    if "decoder" in sess:
+        recon = sess["decoder"].run(None, {"z": counts.astype(np.float32)})[0].astype(np.float64)
+        err = (recon - x) ** 2
+        out["rmse"] = float(np.sqrt(err.mean()))
+        if m.standardization is not None:
+            std = np.asarray(m.standardization.std)
+            out["nrmse"] = float(np.sqrt((err / std**2).mean()))
+        if kpis is not None:
+            per = err.reshape(len(x), -1, len(kpis))
+            out["rmse_per_kpi"] = {k: float(np.sqrt(per[:, :, i].mean())) for i, k in enumerate(kpis)}
+    return out

@@ -1,0 +1,129 @@
+"""The `sdlgm` command line: `sdlgm train`, `sdlgm eval`, `sdlgm export`; each is `main(argv)`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.config import load_config
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {p!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.tasks import load_task
+    from training.trainer import train
+
+    overrides = _overrides(args.set)
+    if args.data_dir:
+        overrides["data.dir"] = args.data_dir
+    cfg = load_config(args.config, overrides)
+    out = Path(args.out or f"runs/{cfg.name}")
+    task = load_task(cfg.data, cfg.train.seed)
+    train(cfg, task, out, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps({"run": str(out), "checkpoint": str(out / "checkpoint.pt")}))
+    return 0
+
+
+def _load_run(run: Path, data_dir: str | None) -> tuple[Any, Any, Any, Any]:
+    from training.tasks import load_task
+    from training.trainer import CHECKPOINT, load_checkpoint
+
+    cfg, model, temps, ck = load_checkpoint(run / CHECKPOINT)
+    data = cfg.data.model_copy(update={"dir": data_dir}) if data_dir else cfg.data
+    return cfg, model, temps, (ck, load_task(data, cfg.train.seed))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from model.dis import SDLGMDis
+    from training.evaluate import _evaluate_dis, choose_threshold, evaluate
+    from training.trainer import standardized
+
+    cfg, model, temps, (ck, task) = _load_run(Path(args.run), args.data_dir)
+    if isinstance(model, SDLGMDis):
+        t = choose_threshold(model, task, cfg.train.threshold_grid)
+        result = _evaluate_dis(model, task, args.split, standardized(task, getattr(task, args.split)), t)
+    else:
+        samples = args.is_samples if args.is_samples is not None else cfg.eval.is_samples
+        result = evaluate(model, task, args.split, temps, int(ck["step"]), samples, cfg.eval.is_limit)
+    result = {"run": args.run, "split": args.split, "step": int(ck["step"]), **result}
+    (Path(args.run) / f"eval-{args.split}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from model.dis import SDLGMDis
+    from model.sdlgm import SDLGM
+    from training.bundle_eval import bundle_evaluation
+    from training.evaluate import choose_threshold
+    from training.export import export_bundle
+
+    cfg, model, temps, (ck, task) = _load_run(Path(args.run), args.data_dir)
+    if not isinstance(model, SDLGM | SDLGMDis):
+        raise SystemExit(f"model kind {cfg.model.kind} is a baseline and has no deployable bundle")
+    out = Path(args.out)
+    labels = thresholds = None
+    if isinstance(model, SDLGMDis):
+        t = choose_threshold(model, task, cfg.train.threshold_grid)
+        labels, thresholds = task.label_names, [t] * model.cfg.K
+    training_info = {"config": cfg.model_dump(mode="json"), "step": int(ck["step"]), **temps.current(int(ck["step"]))}
+    manifest = export_bundle(model, out, args.name or cfg.name, args.version or cfg.version, task.feature_names,
+                             training=training_info, labels=labels, thresholds=thresholds, probe=task.test[:64])
+    evaluation = {"split": "test", **bundle_evaluation(out, task.test, task.kpis, manifest)}
+    from service.manifest import write_manifest
+
+    manifest = manifest.model_copy(update={"evaluation": evaluation})
+    write_manifest(out, manifest)
+    print(json.dumps({"bundle": str(out), "fingerprint": manifest.fingerprint, "evaluation": evaluation}, indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sdlgm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("--config", required=True)
+    t.add_argument("--out", help="run directory (default runs/<name>)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--data-dir")
+    t.set_defaults(fn=cmd_train)
+    e = sub.add_parser("eval", help="evaluate a run's checkpoint (discrete and relaxed figures)")
+    e.add_argument("--run", required=True)
+    e.add_argument("--split", choices=["valid", "test"], default="test")
+    e.add_argument("--is-samples", type=int)
+    e.add_argument("--data-dir")
+    e.set_defaults(fn=cmd_eval)
+    x = sub.add_parser("export", help="export a run to an ONNX bundle (graphs + manifest)")
+    x.add_argument("--run", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--name")
+    x.add_argument("--version")
+    x.add_argument("--data-dir")
+    x.set_defaults(fn=cmd_export)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
