@@ -93,7 +93,7 @@ def loss_and_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, te
 
 
 def save_checkpoint(path: Path, cfg: RunConfig, model: nn.Module, temps: Temperatures,
-                    opt: torch.optim.Optimizer | None, step: int) -> None:
+                    opt: torch.optim.Optimizer | None, step: int, batches: dict[str, Any] | None = None) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({
         "run_config": cfg.model_dump(mode="json"),
@@ -104,6 +104,7 @@ def save_checkpoint(path: Path, cfg: RunConfig, model: nn.Module, temps: Tempera
         "optimizer": opt.state_dict() if opt is not None else None,
         "step": step,
         "torch_rng": torch.get_rng_state(),
+        "batches": batches,  # the data order's generator, permutation and cursor: resume is exact
     }, tmp)
     tmp.replace(path)
 
@@ -140,11 +141,18 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
     opt = torch.optim.Adam([*model.parameters(), *temps.parameters()], lr=tc.lr)
     start = 0
     ck_path = out_dir / CHECKPOINT
+    x_train = standardized(task, task.train)
+    y_train = torch.from_numpy(task.y_train.astype(np.float32)) if task.y_train is not None else None
+    gen = torch.Generator().manual_seed(tc.seed)
+    perm = torch.randperm(len(x_train), generator=gen)
+    cursor = 0
     if resume and ck_path.exists():
         _, model, temps, ck = load_checkpoint(ck_path)
         opt = torch.optim.Adam([*model.parameters(), *temps.parameters()], lr=tc.lr)
         opt.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["torch_rng"])
+        gen.set_state(ck["batches"]["generator"])
+        perm, cursor = ck["batches"]["perm"], int(ck["batches"]["cursor"])
         start = int(ck["step"])
     elif not resume and (out_dir / METRICS).exists():
         (out_dir / METRICS).unlink()
@@ -156,12 +164,7 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
         for _ in range(start):
             sched.step()
 
-    x_train = standardized(task, task.train)
-    y_train = torch.from_numpy(task.y_train.astype(np.float32)) if task.y_train is not None else None
-    gen = torch.Generator().manual_seed(tc.seed + start)
     mode = tc.estimator
-    perm = torch.randperm(len(x_train), generator=gen)
-    cursor = 0
     t0 = time.perf_counter()
     bar = tqdm(range(start, tc.iterations), initial=start, total=tc.iterations, disable=not progress,
                desc=cfg.name, dynamic_ncols=True)
@@ -191,6 +194,7 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
                     log.write(json.dumps({"step": done, "split": "valid", **v}) + "\n")
                 log.flush()
             if done % tc.checkpoint_every == 0 or done == tc.iterations:
-                save_checkpoint(ck_path, cfg, model, temps, opt, done)
+                save_checkpoint(ck_path, cfg, model, temps, opt, done,
+                                {"generator": gen.get_state(), "perm": perm, "cursor": cursor})
     model.eval()
     return model, temps

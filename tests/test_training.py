@@ -1,0 +1,80 @@
+"""The trainer and the `sdlgm` CLI, called in-process through main(argv) on tiny runs of real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from service.manifest import load_manifest
+from training.bundle_eval import bundle_evaluation
+from training.cli import main
+from training.config import RunConfig, load_config
+from training.tasks import load_task
+from training.trainer import load_checkpoint, train
+
+TINY = ["--set", "train.iterations=30", "--set", "train.eval_every=15", "--set", "train.checkpoint_every=15",
+        "--no-progress"]
+
+
+def test_train_eval_export_on_kpi_windows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert main(["train", "--config", "configs/kpi5g.yaml", "--out", str(run), *TINY]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in lines] == [(15, "train"), (15, "valid"), (30, "train"), (30, "valid")]
+    assert {"discrete_neg_elbo", "relaxed_neg_elbo", "rmse_per_kpi", "nrmse"} <= set(lines[-1])
+    assert main(["eval", "--run", str(run), "--is-samples", "5"]) == 0
+    ev = json.loads((run / "eval-test.json").read_text())
+    assert ev["is_samples"] == 5 and ev["discrete_neg_elbo"] > 0 and ev["mean_L_hat"] <= 8
+    assert main(["export", "--run", str(run), "--out", str(bundle)]) == 0
+    manifest = load_manifest(bundle)
+    assert manifest.D == 80 and manifest.K == 64 and manifest.L0 == 8 and manifest.likelihood == "gaussian"
+    assert manifest.feature_names[:2] == ["RSRP@t0", "RSRQ@t0"]
+    task = load_task(load_config("configs/kpi5g.yaml").data)
+    fresh = bundle_evaluation(bundle, task.test, task.kpis)
+    assert fresh["rmse_per_kpi"] == pytest.approx(manifest.evaluation["rmse_per_kpi"], rel=1e-9)
+    assert fresh["compression_ratio"] > 1
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    cfg = load_config("configs/kpi5g.yaml", {"train.iterations": 20, "train.checkpoint_every": 10,
+                                              "train.eval_every": 10, "model.encoder": [16], "model.decoder": [16],
+                                              "model.sparsity": [8]})
+    task = load_task(cfg.data)
+    full, _ = train(cfg, task, tmp_path / "full", progress=False)
+    half_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"iterations": 10})})
+    train(half_cfg, task, tmp_path / "half", progress=False)
+    resumed, _ = train(cfg, task, tmp_path / "half", resume=True, progress=False)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    _, model, _, ck = load_checkpoint(tmp_path / "half" / "checkpoint.pt")
+    assert ck["step"] == 20
+
+
+def test_dis_on_emotions_trains_and_exports_with_labels(tmp_path: Path) -> None:
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert main(["train", "--config", "configs/emotions-dis.yaml", "--out", str(run), *TINY]) == 0
+    assert main(["export", "--run", str(run), "--out", str(bundle)]) == 0
+    m = load_manifest(bundle)
+    assert m.labels is not None and len(m.labels) == 6 and m.thresholds is not None
+    assert m.labels[0] == "amazed-suprised" and m.graphs.decoder is None
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"name": "x", "data": {"kind": "mnist"}, "model": {"L0": 0}}, "greater than 0"),
+    ({"name": "x", "data": {"kind": "mnist"}, "model": {"kind": "sdlgm-dis"}}, "needs multi-label data"),
+    ({"name": "x", "data": {"kind": "mnist"}, "train": {"estimator": "magic"}}, "relaxed"),
+    ({"name": "Bad Name", "data": {"kind": "mnist"}}, "pattern"),
+    ({"name": "x", "data": {"kind": "mnist"}, "surprise": 1}, "Extra inputs"),
+])
+def test_config_errors_name_the_bad_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RunConfig.model_validate(raw)
+
+
+def test_set_requires_key_value() -> None:
+    with pytest.raises(SystemExit, match="key=value"):
+        main(["train", "--config", "configs/kpi5g.yaml", "--set", "oops"])
