@@ -34,6 +34,10 @@ def log_binomial(k: torch.Tensor, n: int, log_p: torch.Tensor, log_1mp: torch.Te
 
 
 class SDLGMDis(nn.Module):
+    cfg: DisConfig
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+
     def __init__(self, cfg: DisConfig) -> None:
         super().__init__()
         self.cfg = cfg

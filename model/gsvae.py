@@ -26,6 +26,9 @@ class GSVAEConfig:
 
 
 class GSVAE(nn.Module):
+    cfg: GSVAEConfig
+    log_scale: nn.Parameter | None
+
     def __init__(self, cfg: GSVAEConfig) -> None:
         super().__init__()
         self.cfg = cfg

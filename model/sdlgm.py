@@ -59,6 +59,11 @@ def log_likelihood(
 
 
 class SDLGM(nn.Module):
+    cfg: SDLGMConfig
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+    log_scale: nn.Parameter | None
+
     def __init__(self, cfg: SDLGMConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -159,6 +159,16 @@ def test_make_windows_respects_time_gaps_and_missing_values() -> None:
     assert windows.dtype == np.float32
 
 
+def test_make_windows_puts_back_skipped_seconds() -> None:
+    seconds = np.array([0, 1, 3, 4, 5, 6], np.int64)  # second 2 was skipped by the logger
+    values = np.arange(6.0)[:, None]
+    windows = make_windows(Trace("skip.csv", seconds, values), window=3, stride=1, max_gap=1)
+    # the grid is 0..6 with second 2 forward-filled from second 1
+    np.testing.assert_array_equal(windows[:, 0], [0, 1, 1, 2, 3])
+    np.testing.assert_array_equal(windows[1], [1, 1, 2])
+    assert len(make_windows(Trace("skip.csv", seconds, values), window=3, stride=1, max_gap=0)) == 2
+
+
 def test_window_feature_names_match_flattened_order() -> None:
     trace, filled = _synthetic_trace()
     names = window_feature_names(["a", "b"], 3)

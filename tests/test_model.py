@@ -25,13 +25,13 @@ def _enumerate(model: SDLGM, x: torch.Tensor) -> tuple[float, float]:
             for z in itertools.product(range(cfg.K), repeat=cfg.L0):
                 counts = torch.zeros(1, cfg.K)
                 log_p = log_q = 0.0
-                for l in range(cfg.L0):
-                    counts[0, z[l]] += w[l]
-                    pw = cfg.lambda0 if w[l] else 1 - cfg.lambda0
-                    qw = lam if w[l] else 1 - lam
-                    pi_l = pi[l] if cfg.per_slot else pi
+                for slot in range(cfg.L0):
+                    counts[0, z[slot]] += w[slot]
+                    pw = cfg.lambda0 if w[slot] else 1 - cfg.lambda0
+                    qw = lam if w[slot] else 1 - lam
+                    pi_l = pi[slot] if cfg.per_slot else pi
                     log_p += math.log(pw) - math.log(cfg.K)
-                    log_q += math.log(float(qw)) + math.log(float(pi_l[z[l]]))
+                    log_q += math.log(float(qw)) + math.log(float(pi_l[z[slot]]))
                 ll = float(log_likelihood(x, model.decoder(counts), cfg.likelihood, model.log_scale))
                 log_px_terms.append(log_p + ll)
                 elbo += math.exp(log_q) * (ll + log_p - log_q)
@@ -108,9 +108,9 @@ def test_dis_likelihood_against_enumeration() -> None:
             for z in itertools.product(range(K), repeat=L0):
                 counts = [0] * K
                 p = 1.0
-                for l in range(L0):
-                    counts[z[l]] += w[l]
-                    p *= (lam if w[l] else 1 - lam) * float(pi[z[l]])
+                for slot in range(L0):
+                    counts[z[slot]] += w[slot]
+                    p *= (lam if w[slot] else 1 - lam) * float(pi[z[slot]])
                 prob[tuple(counts)] = prob.get(tuple(counts), 0.0) + p
         for y in itertools.product([0, 1], repeat=K):
             got = model.log_likelihood(x, torch.tensor([y], dtype=torch.float32)).exp().item()

@@ -203,16 +203,20 @@ def fill_missing(values: np.ndarray, max_gap: int) -> np.ndarray:
 def make_windows(trace: Trace, window: int, stride: int, max_gap: int = 5) -> np.ndarray:
     """Windows of ``window`` consecutive seconds, float32 (N, window * n_kpi), time-major.
 
-    The trace is cut where timestamps are not consecutive; each piece is gap-filled on its own (so
-    no value is carried across a time gap) and windowed from its start with ``stride``. Windows that
-    still hold NaN are dropped."""
+    The logger skips a second now and then: skipped seconds are put back as missing rows when the
+    time gap leaves at most ``max_gap`` of them, and the trace is cut at longer gaps. Each piece is
+    gap-filled on its own (no value is carried across a cut) and windowed from its start with
+    ``stride``. Windows that still hold NaN are dropped."""
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
     n_kpi = trace.values.shape[1]
-    cuts = np.flatnonzero(np.diff(trace.seconds) != 1) + 1
-    chunks = []
-    for piece in np.split(trace.values, cuts):
-        seg = fill_missing(piece, max_gap)  # (T_seg, n_kpi)
+    steps = np.diff(trace.seconds)
+    cuts = np.flatnonzero((steps < 1) | (steps > max_gap + 1)) + 1
+    chunks = [np.empty((0, window * n_kpi))]
+    for secs, piece in zip(np.split(trace.seconds, cuts), np.split(trace.values, cuts), strict=True):
+        grid = np.full((int(secs[-1] - secs[0]) + 1, n_kpi), np.nan)  # one row per second
+        grid[secs - secs[0]] = piece
+        seg = fill_missing(grid, max_gap)  # (T_seg, n_kpi)
         starts = np.arange(0, len(seg) - window + 1, stride)
         chunks.append(seg[starts[:, None] + np.arange(window)].reshape(len(starts), window * n_kpi))
     windows = np.concatenate(chunks)  # (N, window * n_kpi), NaN rows still in
@@ -251,7 +255,8 @@ def load_kpi_split(
     seed: int = 0,
 ) -> KpiSplit:
     """Shuffle the trace files with ``seed`` and give whole traces to test, valid and train (at
-    least one each, counts rounded from the fractions); ``stride`` defaults to ``window``."""
+    least one each, counts rounded from the fractions). ``stride`` (default ``window``) applies to the
+    train part only; valid and test windows never overlap."""
     traces = load_kpi_traces(root, kpis)
     n = len(traces)
     n_test, n_valid = max(1, round(test_fraction * n)), max(1, round(valid_fraction * n))
@@ -263,11 +268,12 @@ def load_kpi_split(
     parts = [order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]]
     width = window * len(kpis)
 
-    def windows(idx: np.ndarray) -> np.ndarray:
-        arrays = [make_windows(traces[i], window, window if stride is None else stride) for i in idx]
+    def windows(idx: np.ndarray, step: int) -> np.ndarray:
+        arrays = [make_windows(traces[i], window, step) for i in idx]
         return np.concatenate([np.empty((0, width), np.float32), *arrays])
 
-    test, valid, train = (windows(p) for p in parts)
+    test, valid = windows(parts[0], window), windows(parts[1], window)
+    train = windows(parts[2], window if stride is None else stride)
     if len(train) == 0:
         raise DataError(f"no complete {window}-second window in the train traces of {root / _KPI_ZIP}")
     std = train.std(axis=0, dtype=np.float64)

@@ -51,7 +51,7 @@ def _batches(x: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def importance_nll(model: nn.Module, x: torch.Tensor, samples: int) -> torch.Tensor:
+def importance_nll(model: SDLGM | GSVAE, x: torch.Tensor, samples: int) -> torch.Tensor:
     """-log p(x) estimated with `samples` discrete samples from q; (B,)."""
     if isinstance(model, SDLGM):
         cfg = model.cfg
@@ -101,6 +101,7 @@ def evaluate(model: nn.Module, task: Task, split: str, temps: Temperatures, step
     x = standardized(task, x_raw)
     if isinstance(model, SDLGMDis):
         return _evaluate_dis(model, task, split, x)
+    assert isinstance(model, SDLGM | GSVAE)
     tau, tau_z = temps.value("tau", step), temps.value("tau_z", step)
     sums: dict[str, float] = {}
     recons: list[torch.Tensor] = []

@@ -24,7 +24,15 @@ from model import codes as torch_codes
 from model.dis import SDLGMDis
 from model.sdlgm import SDLGM
 from service import codes as np_codes
-from service.manifest import Graph, Graphs, Manifest, Standardization, fingerprint_of, sha256_file, write_manifest
+from service.manifest import (
+    Graph,
+    Graphs,
+    Manifest,
+    Standardization,
+    fingerprint_of,
+    sha256_file,
+    write_manifest,
+)
 
 OPSET = 17
 PARITY_ATOL = 1e-5
@@ -35,6 +43,8 @@ class ExportError(RuntimeError):
 
 
 class _Standardize(nn.Module):
+    model: SDLGM | SDLGMDis
+
     def __init__(self, model: SDLGM | SDLGMDis) -> None:
         super().__init__()
         self.model = model
@@ -54,6 +64,8 @@ class SparsityGraph(_Standardize):
 
 
 class DecoderGraph(nn.Module):
+    model: SDLGM
+
     def __init__(self, model: SDLGM) -> None:
         super().__init__()
         self.model = model
@@ -63,6 +75,13 @@ class DecoderGraph(nn.Module):
         if self.model.cfg.likelihood == "bernoulli":
             return torch.sigmoid(out)
         return out * self.model.x_std + self.model.x_mean
+
+
+def _decoder_scale(model: SDLGM | SDLGMDis) -> list[float] | None:
+    """The Gaussian decoder's learned scale in original units."""
+    if isinstance(model, SDLGM) and model.log_scale is not None:
+        return (torch.exp(model.log_scale.detach()) * model.x_std).tolist()
+    return None
 
 
 def _export(module: nn.Module, example: torch.Tensor, in_name: str, out_name: str, path: Path) -> None:
@@ -108,8 +127,7 @@ def export_bundle(model: SDLGM | SDLGMDis, out_dir: Path, name: str, version: st
             likelihood=likelihood, feature_names=feature_names,
             standardization=Standardization(mean=model.x_mean.tolist(), std=model.x_std.tolist())
             if gaussian or dis else None,
-            decoder_scale=(torch.exp(model.log_scale) * model.x_std).tolist()  # type: ignore[union-attr, operator]
-            if gaussian else None,
+            decoder_scale=_decoder_scale(model),
             labels=labels, thresholds=thresholds, graphs=g,
             evaluation=evaluation or {}, training=training or {},
         )

@@ -34,6 +34,9 @@ METRICS = "metrics.jsonl"
 class Temperatures(nn.Module):
     """tau (gates) and tau_z (slots) as functions of the iteration; learned ones are parameters."""
 
+    specs: dict[str, Temperature]
+    log_tau: nn.ParameterDict
+
     def __init__(self, tau: Temperature, tau_z: Temperature) -> None:
         super().__init__()
         self.specs = {"tau": tau, "tau_z": tau_z}
@@ -69,7 +72,7 @@ def build_model(cfg: RunConfig, task: Task) -> nn.Module:
         assert task.label_names is not None
         model = SDLGMDis(DisConfig(D=task.D, K=len(task.label_names), L0=m.L0, encoder=tuple(m.encoder),
                                    sparsity=tuple(m.sparsity), lambda0=m.lambda0))
-    if hasattr(model, "x_mean"):
+    if isinstance(model, SDLGM | SDLGMDis):
         model.x_mean.copy_(torch.from_numpy(task.mean))
         model.x_std.copy_(torch.from_numpy(task.std))
     return model
@@ -114,7 +117,7 @@ def load_checkpoint(path: Path) -> tuple[RunConfig, nn.Module, Temperatures, dic
     ck = torch.load(path, map_location="cpu", weights_only=False)
     cfg = RunConfig.model_validate(ck["run_config"])
     mc = ck["model_config"]
-    tupled = {k: tuple(v) if isinstance(v, list) else v for k, v in mc.items()}
+    tupled: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in mc.items()}
     model: nn.Module
     if ck["model_kind"] == "sdlgm":
         model = SDLGM(SDLGMConfig(**tupled))

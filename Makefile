@@ -1,0 +1,55 @@
+# One obvious way to run each thing. `make help` lists the targets.
+PYTHON ?= python3
+PORT ?= 8000
+HOST ?= 127.0.0.1
+VENV := .venv
+SERVE_VENV := .venv-serve
+PY := $(VENV)/bin/python
+
+.DEFAULT_GOAL := help
+.PHONY: help venv venv-serve test lint serve bench default-model reproduce-table1 docker-smoke clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/pip install -q '.[serve]'
+	touch $@
+
+venv: $(VENV)/.installed ## the development environment (train + serve + test tools) in .venv
+
+venv-serve: $(SERVE_VENV)/.installed ## the serving environment alone (no torch) in .venv-serve
+
+test: venv venv-serve ## run the whole test suite (creates both environments first)
+	$(VENV)/bin/pytest
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+serve: venv-serve ## serve models/ (the default kpi5g bundle) on $(HOST):$(PORT) with no torch installed
+	SDLGM_HOST=$(HOST) SDLGM_PORT=$(PORT) $(SERVE_VENV)/bin/python -m service
+
+bench: venv ## service latency and throughput against raw onnxruntime on the default model
+	$(PY) benchmarks/serve_bench.py
+
+default-model: venv ## retrain and export the committed default bundle models/kpi5g
+	$(VENV)/bin/sdlgm train --config configs/kpi5g.yaml --out runs/kpi5g
+	$(VENV)/bin/sdlgm export --run runs/kpi5g --out models/kpi5g
+
+reproduce-table1: venv ## Table I on binarized MNIST: SDLGM beside the Gumbel-Softmax VAE (about an hour here)
+	$(PY) benchmarks/table1.py
+
+docker-smoke: ## build the image and bring the compose stack up for real (installs Docker from Debian if missing)
+	bash .ci/docker_smoke.sh
+
+clean: ## remove environments and run outputs
+	rm -rf $(VENV) $(SERVE_VENV) runs .pytest_cache .mypy_cache .ruff_cache
