@@ -18,15 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-$(SERVE_VENV)/.installed: pyproject.toml
+$(SERVE_VENV)/.serve-extra-installed: pyproject.toml
 	$(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/pip install -q --upgrade pip
-	$(SERVE_VENV)/bin/pip install -q '.[serve]'
+	$(SERVE_VENV)/bin/pip install -q -e '.[serve]'
 	touch $@
 
 venv: $(VENV)/.installed ## the development environment (train + serve + test tools) in .venv
 
-venv-serve: $(SERVE_VENV)/.installed ## the serving environment alone (no torch) in .venv-serve
+venv-serve: $(SERVE_VENV)/.serve-extra-installed ## the serving environment alone (no torch) in .venv-serve
 
 test: venv venv-serve ## run the whole test suite (creates both environments first)
 	$(VENV)/bin/pytest

@@ -187,7 +187,7 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
                 sched.step()
             done = step + 1
             if done % 50 == 0:
-                bar.set_postfix(loss=f"{float(loss):.2f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.2f}")
             if done % tc.eval_every == 0 or done == tc.iterations:
                 record: dict[str, Any] = {"step": done, "split": "train", "seconds": time.perf_counter() - t0,
                                           **stats, **temps.current(step)}

@@ -1,0 +1,42 @@
+"""`python -m service`: read the settings (SDLGM_* environment variables), fail fast on bad ones, and
+serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.runtime import ProviderError, choose_providers
+from service.settings import Settings, describe_error
+
+log = logging.getLogger("sdlgm.service")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m service", description=__doc__,
+                            epilog=Settings.__doc__).parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.stderr.write(describe_error(exc) + "\n")
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.provider == "cuda" and not settings.allow_cpu_fallback:
+        try:
+            choose_providers(settings.provider, settings.allow_cpu_fallback)
+        except ProviderError as exc:
+            log.critical("%s", exc)
+            return 2
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The FastAPI app: `create_app(settings)` assembles routes, middlewares and error handlers, and loads
+the models in its lifespan (not at import). Docs at /docs (Swagger UI) and /redoc are served from files
+installed with fastapi-offline, so they work on a node that cannot reach a CDN.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+
+from service.errors import install_error_handlers
+from service.metrics import Metrics
+from service.middleware import MetricsMiddleware, RequestGuard
+from service.registry import load_registry
+from service.routes import ROUTERS
+from service.settings import Settings
+
+log = logging.getLogger("sdlgm.service")
+
+DESCRIPTION = """Sparse discrete codes (SDLGM) served with onnxruntime.
+
+Every endpoint takes the model as the `?model=` query parameter (default: SDLGM_DEFAULT_MODEL).
+Errors answer `{"error": "...", "kind": "..."}` with a 4xx status for bad input."""
+
+
+def _version() -> str:
+    try:
+        return version("sdlgm")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for these settings (read from SDLGM_* environment variables when None)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    def observe(model: str, graph: str, seconds: float) -> None:
+        metrics.inference.labels(model=model, graph=graph).observe(seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = await anyio.to_thread.run_sync(load_registry, settings, observe)
+        for name, m in registry.models.items():
+            metrics.model_info.labels(name=name, version=m.manifest.version, fingerprint=m.manifest.fingerprint,
+                                      provider=m.provider).set(1)
+        app.state.registry = registry
+        for reason in registry.not_ready():
+            log.warning("not ready: %s", reason)
+        yield
+
+    app = FastAPIOffline(title="SDLGM service", version=_version(), description=DESCRIPTION, lifespan=lifespan,
+                         swagger_ui_parameters={"validatorUrl": None})
+    app.state.settings = settings
+    app.state.metrics = metrics
+    for router in ROUTERS:
+        app.include_router(router)
+    install_error_handlers(app, metrics)
+    app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    # Route templates for the metrics: the app's own routes and, flat, those of the included routers.
+    routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # outermost: sees every answer
+    return app

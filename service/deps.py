@@ -1,0 +1,52 @@
+"""Request dependencies as `Annotated` types: the settings, the metrics, the registry, the chosen model.
+
+The functions are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
+thread hop per dependency per request for what is an attribute lookup.
+
+The model is chosen by the `?model=` query parameter on every endpoint (the default model otherwise);
+an unknown name answers 404. The chosen name is kept in the request state for the metrics' `model` label.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.runtime import ModelRuntime
+from service.settings import Settings
+
+MODEL_STATE_KEY = "sdlgm_model"
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def _registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
+
+
+async def _model(request: Request, registry: RegistryDep,
+           model: Annotated[str | None, Query(max_length=64, description="model name (default: the default "
+                                              "model, SDLGM_DEFAULT_MODEL)")] = None) -> ModelRuntime:
+    runtime = registry.get(model)
+    setattr(request.state, MODEL_STATE_KEY, runtime.name)
+    return runtime
+
+
+ModelDep = Annotated[ModelRuntime, Depends(_model)]

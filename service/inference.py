@@ -1,0 +1,86 @@
+"""The glue between request bodies and a ModelRuntime: checks that need the model (dimension, batch size,
+code validity), running inference off the event loop under the request timeout, and building codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+import numpy as np
+
+from service import codes
+from service.errors import ServiceError, bad_input
+from service.runtime import F32
+from service.schemas import CodeIn, CodeOut
+
+T = TypeVar("T")
+
+
+async def offload(fn: Callable[[], T], timeout_s: float) -> T:
+    """Run fn in a worker thread; past timeout_s answer 503 at once (the thread finishes on its own)."""
+    try:
+        with anyio.fail_after(timeout_s):
+            return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+    except TimeoutError as exc:
+        raise ServiceError(503, "timeout", f"inference took longer than the request timeout of {timeout_s} s "
+                           "(SDLGM_REQUEST_TIMEOUT_S); retry later or with a smaller batch") from exc
+
+
+def check_batch(n: int, max_batch: int, what: str) -> None:
+    if n == 0:
+        raise bad_input(f"empty batch: send at least one {what}")
+    if n > max_batch:
+        raise bad_input(f"batch of {n} {what}s is over the maximum of {max_batch} (SDLGM_MAX_BATCH)")
+
+
+def as_matrix(rows: list[list[float]], D: int, max_batch: int) -> F32:
+    """Validated (B, D) float32 matrix of raw vectors."""
+    check_batch(len(rows), max_batch, "vector")
+    for i, row in enumerate(rows):
+        if len(row) != D:
+            raise bad_input(f"vector {i} has {len(row)} values; this model takes D = {D}")
+    x = np.asarray(rows, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise bad_input("values must fit in float32 (|x| < 3.4e38)")
+    return x
+
+
+def code_out(L_hat: int, counts_row: codes.IntArray, K: int) -> CodeOut:
+    idx, cnt = codes.to_sparse(counts_row)
+    blob = codes.pack(idx, cnt, K)
+    return CodeOut(indices=idx.tolist(), counts=cnt.tolist(), L_hat=int(L_hat), nnz=len(idx),
+                   binary=base64.b64encode(blob).decode("ascii"), size_bytes=len(blob))
+
+
+def _sparse(i: int, item: CodeIn, K: int, L0: int) -> tuple[codes.IntArray, codes.IntArray]:
+    try:
+        if item.binary is not None:
+            try:
+                blob = base64.b64decode(item.binary, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise bad_input(f"codes[{i}].binary is not valid base64: {exc}") from exc
+            return codes.unpack(blob, K, L0)
+        idx = np.asarray(item.indices, dtype=np.int64)
+        cnt = np.asarray(item.counts, dtype=np.int64)
+        codes.validate_sparse(idx, cnt, K, L0)
+        return idx, cnt
+    except codes.CodeFormatError as exc:
+        raise bad_input(f"codes[{i}] is not a code of this model: {exc}") from exc
+    except OverflowError as exc:
+        raise bad_input(f"codes[{i}] is not a code of this model: indices must lie in [0, {K - 1}] "
+                        f"and counts sum to at most L0 = {L0}") from exc
+
+
+def as_counts(items: list[CodeIn], K: int, L0: int, max_batch: int) -> F32:
+    """Validated (B, K) float32 counts from codes in either form."""
+    check_batch(len(items), max_batch, "code")
+    z = np.zeros((len(items), K), dtype=np.float32)
+    for i, item in enumerate(items):
+        idx, cnt = _sparse(i, item, K, L0)
+        z[i] = codes.to_dense(idx, cnt, K)
+    return z

@@ -1,0 +1,42 @@
+"""Prometheus metrics, one CollectorRegistry per app (so tests can build several apps in one process).
+
+Names follow Prometheus conventions (base units, `_total`, `_seconds`, `_bytes`). Label values are
+bounded: `endpoint` is a route template ("other" for unknown paths), `model` a loaded model's name or ""
+when the request named none that is loaded. Compression ratio = sdlgm_input_bytes_total /
+sdlgm_code_bytes_total (raw float32 bytes of the encoded vectors against the binary codes' bytes).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+INFERENCE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+BATCH_BUCKETS = tuple(float(2**i) for i in range(17))  # 1 .. 65536, the range of max_batch
+COUNT_BUCKETS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 255.0)  # L0 <= 255
+
+
+class Metrics:
+    """Every metric family the service exports, registered in its own registry."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("sdlgm_requests", "HTTP requests answered", ["endpoint", "model", "status"],
+                                registry=r)
+        self.request_duration = Histogram("sdlgm_request_duration_seconds", "HTTP request latency",
+                                          ["endpoint", "model", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.inference = Histogram("sdlgm_inference_seconds", "onnxruntime time per graph run",
+                                   ["model", "graph"], buckets=INFERENCE_BUCKETS, registry=r)
+        self.batch_size = Histogram("sdlgm_batch_size", "vectors or codes per request", ["endpoint", "model"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.code_L_hat = Histogram("sdlgm_code_L_hat", "L_hat (active slots) of each code sent", ["model"],
+                                    buckets=COUNT_BUCKETS, registry=r)
+        self.code_nnz = Histogram("sdlgm_code_nnz", "non-zero entries of each code sent", ["model"],
+                                  buckets=COUNT_BUCKETS, registry=r)
+        self.input_bytes = Counter("sdlgm_input_bytes", "raw float32 bytes of the vectors encoded", ["model"],
+                                   registry=r)
+        self.code_bytes = Counter("sdlgm_code_bytes", "binary code bytes sent for them", ["model"], registry=r)
+        self.errors = Counter("sdlgm_errors", "error responses by kind", ["kind"], registry=r)
+        self.in_flight = Gauge("sdlgm_in_flight_requests", "HTTP requests being answered", registry=r)
+        self.model_info = Gauge("sdlgm_model_info", "1 for each loaded model",
+                                ["name", "version", "fingerprint", "provider"], registry=r)

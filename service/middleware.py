@@ -1,0 +1,133 @@
+"""Two pure ASGI middlewares: request metrics around everything, and the request guard (415 and 413).
+
+RequestGuard answers 415 when a POST body is not JSON, and 413 when the body is over SDLGM_MAX_BODY_BYTES:
+at once from Content-Length, or while reading a body streamed without it (chunked). It reads the whole
+body before the app sees it (the app parses JSON, so it needs all of it anyway) and hands it on in one
+message. After a streamed body passes the limit it discards up to as much again, for at most DRAIN_S,
+before answering, so that the client, still sending, reads the 413 rather than a reset connection.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.deps import MODEL_STATE_KEY
+from service.errors import error_body
+from service.metrics import Metrics
+
+DRAIN_S = 2.0
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def endpoint_of(routes: list[BaseRoute], scope: Scope) -> str:
+    """The route template a request matched (bounded label values), "other" when none did."""
+    partial = "other"
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "other"))
+        if match == Match.PARTIAL and partial == "other":
+            partial = str(getattr(route, "path", "other"))
+    return partial
+
+
+class MetricsMiddleware:
+    """sdlgm_requests_total, sdlgm_request_duration_seconds and sdlgm_in_flight_requests."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[BaseRoute]) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        start = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.in_flight.dec()
+            labels = {"endpoint": endpoint_of(self.routes, scope),
+                      "model": str(scope.get("state", {}).get(MODEL_STATE_KEY, "")), "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - start)
+
+
+class RequestGuard:
+    """415 for a POST body that is not JSON, 413 for a body over max_body_bytes."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app, self.metrics, self.limit = app, metrics, max_body_bytes
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, kind: str, msg: str) -> None:
+        self.metrics.errors.labels(kind=kind).inc()
+        await JSONResponse(error_body(kind, msg), status_code=status)(scope, receive, send)
+
+    def _too_large(self, declared: str = "") -> str:
+        size = f" of {declared} bytes" if declared else ""
+        return f"request body{size} is over the limit of {self.limit} bytes (SDLGM_MAX_BODY_BYTES)"
+
+    async def _drain(self, receive: Receive) -> None:
+        drained = 0
+        with anyio.move_on_after(DRAIN_S):
+            while drained <= self.limit:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                drained += len(message.get("body", b""))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if scope["method"] in BODY_METHODS:
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                shown = media or "none"
+                await self._refuse(scope, receive, send, 415, "unsupported_media_type",
+                                   f"content type {shown!r} is not supported; send JSON (application/json)")
+                return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send, 413, "payload_too_large", self._too_large(declared))
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self._drain(receive)
+                await self._refuse(scope, receive, send, 413, "payload_too_large", self._too_large())
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive callable that gives the buffered body once, then defers to the server's."""
+    pending = [body]
+
+    async def replay() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,7 @@
+"""One module per route group; `ROUTERS` is what the app includes."""
+
+from __future__ import annotations
+
+from service.routes import decode, encode, health, metrics, models, predict
+
+ROUTERS = [encode.router, decode.router, predict.router, models.router, health.router, metrics.router]

@@ -1,0 +1,38 @@
+"""POST /encode: raw vectors -> sparse codes (indices, counts, L_hat, binary form)."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter
+
+from service.deps import MetricsDep, ModelDep, SettingsDep
+from service.errors import ERROR_RESPONSES
+from service.fastjson import FastJSONRoute
+from service.inference import as_matrix, code_out, offload
+from service.schemas import CodeOut, EncodeRequest, EncodeResponse
+
+router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
+
+
+@router.post("/encode", responses=ERROR_RESPONSES)
+async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep,
+                 metrics: MetricsDep) -> EncodeResponse:
+    """Encode one vector (`vector`) or a batch (`vectors`) with the model named by `?model=`: the
+    deterministic code (the posterior's mode), or with `stochastic` a sample, reproducible with `seed`."""
+    m = model.manifest
+    x = as_matrix(body.rows(), m.D, settings.max_batch)
+    rng = np.random.default_rng(body.seed) if body.stochastic else None
+
+    def run() -> list[CodeOut]:
+        L_hat, counts = model.encode(x, rng)
+        return [code_out(L, c, m.K) for L, c in zip(L_hat, counts, strict=True)]
+
+    out = await offload(run, settings.request_timeout_s)
+    metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(out))
+    L_hat_hist, nnz_hist = metrics.code_L_hat.labels(model=model.name), metrics.code_nnz.labels(model=model.name)
+    for c in out:
+        L_hat_hist.observe(c.L_hat)
+        nnz_hist.observe(c.nnz)
+    metrics.input_bytes.labels(model=model.name).inc(x.nbytes)
+    metrics.code_bytes.labels(model=model.name).inc(sum(c.size_bytes for c in out))
+    return EncodeResponse(model=model.name, fingerprint=m.fingerprint, stochastic=body.stochastic, codes=out)

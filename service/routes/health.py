@@ -1,0 +1,24 @@
+"""GET /healthz (liveness: the process answers) and GET /readyz (every required model loaded and warm)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from service.deps import RegistryDep
+from service.schemas import Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", responses={503: {"model": Readiness, "description": "not ready, with reasons"}})
+async def readyz(registry: RegistryDep, response: Response) -> Readiness:
+    """200 when the default model and every model SDLGM_MODELS lists are loaded and warmed, else 503."""
+    reasons = registry.not_ready()
+    response.status_code = 503 if reasons else 200
+    return Readiness(ready=not reasons, models=sorted(registry.models), reasons=reasons,
+                     refused=registry.refused)

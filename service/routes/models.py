@@ -1,0 +1,33 @@
+"""GET /v1/models and /v1/models/{name}: what each loaded model is and where it runs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.deps import RegistryDep
+from service.errors import ERROR_RESPONSES
+from service.runtime import ModelRuntime
+from service.schemas import ModelInfo, ModelList
+
+router = APIRouter(tags=["models"])
+
+
+def model_info(runtime: ModelRuntime, default: str) -> ModelInfo:
+    m = runtime.manifest
+    return ModelInfo(name=runtime.name, default=runtime.name == default, version=m.version,
+                     fingerprint=m.fingerprint, kind=m.kind, D=m.D, K=m.K, L0=m.L0, per_slot=m.per_slot,
+                     likelihood=m.likelihood, provider=runtime.provider, labels=m.labels,
+                     thresholds=m.thresholds, feature_names=m.feature_names, evaluation=m.evaluation)
+
+
+@router.get("/v1/models")
+async def list_models(registry: RegistryDep) -> ModelList:
+    """Every loaded model (bundles refused at start are listed by /readyz)."""
+    return ModelList(default=registry.default,
+                     models=[model_info(r, registry.default) for _, r in sorted(registry.models.items())])
+
+
+@router.get("/v1/models/{name}", responses=ERROR_RESPONSES)
+async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
+    """One loaded model by name; 404 when it is not loaded."""
+    return model_info(registry.get(name), registry.default)

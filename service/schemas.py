@@ -1,0 +1,143 @@
+"""Request and response bodies of every endpoint (pydantic), separate for the two directions.
+
+Requests are strict: numbers must be JSON numbers (no strings, no booleans), finite (Python's json reads
+`NaN` and `Infinity`; they are refused here), and unknown fields are errors. The model is not part of a
+body: every endpoint takes it as the `?model=` query parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Vector = list[FiniteFloat]
+FINGERPRINT = r"^[0-9a-f]{64}$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VectorsRequest(_Request):
+    """One vector (`vector`) or a batch (`vectors`), raw values in the units of the manifest's features."""
+
+    vector: Vector | None = Field(None, description="one vector of D values")
+    vectors: list[Vector] | None = Field(None, description="a batch of vectors of D values each")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> VectorsRequest:
+        if (self.vector is None) == (self.vectors is None):
+            raise ValueError("give exactly one of 'vector' (one vector) or 'vectors' (a batch)")
+        return self
+
+    def rows(self) -> list[list[float]]:
+        return [self.vector] if self.vector is not None else list(self.vectors or [])
+
+
+class EncodeRequest(VectorsRequest):
+    stochastic: bool = Field(False, strict=True, description="sample the code from q instead of its mode")
+    seed: int | None = Field(None, ge=0, lt=2**63, strict=True,
+                             description="seed of a stochastic code (same seed, same codes)")
+
+
+class PredictRequest(VectorsRequest):
+    pass
+
+
+class CodeIn(_Request):
+    """A code as `indices` + `counts`, or as `binary` (base64 of the binary format, service.codes)."""
+
+    indices: list[StrictInt] | None = None
+    counts: list[StrictInt] | None = None
+    binary: str | None = Field(None, max_length=1024, description="base64 of a binary code")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CodeIn:
+        sparse = self.indices is not None or self.counts is not None
+        if sparse == (self.binary is not None):
+            raise ValueError("give a code as 'indices' and 'counts', or as 'binary', not both")
+        if sparse and (self.indices is None or self.counts is None):
+            raise ValueError("a sparse code needs both 'indices' and 'counts'")
+        return self
+
+
+class DecodeRequest(_Request):
+    fingerprint: str = Field(pattern=FINGERPRINT, description="fingerprint of the model that made the codes")
+    codes: list[CodeIn]
+
+
+class CodeOut(BaseModel):
+    indices: list[int] = Field(description="non-zero entries of the code, increasing")
+    counts: list[int] = Field(description="their counts (sum = L_hat)")
+    L_hat: int = Field(description="active slots, the sum of the counts")
+    nnz: int = Field(description="number of non-zero entries")
+    binary: str = Field(description="base64 of the binary format version 1")
+    size_bytes: int = Field(description="length of the binary code: 2 + nnz * (index width + 1)")
+
+
+class EncodeResponse(BaseModel):
+    model: str
+    fingerprint: str
+    stochastic: bool
+    codes: list[CodeOut]
+
+
+class DecodeResponse(BaseModel):
+    model: str
+    fingerprint: str
+    reconstructions: list[list[float]] = Field(description="one vector of D values per code, original units")
+
+
+class Prediction(BaseModel):
+    labels: list[str] = Field(description="labels whose probability reaches the manifest's threshold")
+    probabilities: dict[str, float] = Field(description="P(label in code) per label")
+    L_hat: int = Field(description="predicted number of labels (mode of the gate)")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    fingerprint: str
+    labels: list[str]
+    predictions: list[Prediction]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    default: bool
+    version: str
+    fingerprint: str
+    kind: str
+    D: int
+    K: int
+    L0: int
+    per_slot: bool
+    likelihood: str
+    provider: str = Field(description="the onnxruntime execution provider really used")
+    labels: list[str] | None
+    thresholds: list[float] | None
+    feature_names: list[str]
+    evaluation: dict[str, object]
+
+
+class ModelList(BaseModel):
+    default: str
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: list[str] = Field(description="models loaded and warmed")
+    reasons: list[str] = Field(description="why not ready (empty when ready)")
+    refused: dict[str, str] = Field(description="bundles refused at start, with the cause")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    kind: str
+    detail: list[dict[str, str]] | None = None

@@ -1,0 +1,123 @@
+"""Loading against real servers: bundles that fail verification are refused whole with one log line
+(a changed byte, a re-signed graph that onnxruntime cannot read, a missing directory), readiness follows
+SDLGM_MODELS, the provider setting is honoured or refused, and an inference timeout answers 503 and
+leaves the server healthy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+from conftest import REPO, Server, free_port, server_env
+
+from service.manifest import Graphs, fingerprint_of, sha256_file
+
+Serve = Callable[..., AbstractContextManager[Server]]
+HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+cpu_only = pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has CUDA")
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good bundles, plus kpi5g-tampered (one byte of its encoder changed) and kpi5g-resigned (a truncated
+    decoder whose checksum and fingerprint were rewritten, so only onnxruntime can tell)."""
+    root = tmp_path_factory.mktemp("mixed")
+    for name in ("kpi5g", "emotions", "kpi5g-tampered", "kpi5g-resigned"):
+        shutil.copytree(models_dir / name.split("-")[0], root / name)
+    enc = next((root / "kpi5g-tampered").glob("encoder-*.onnx"))
+    data = bytearray(enc.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    enc.write_bytes(bytes(data))
+    bundle = root / "kpi5g-resigned"
+    dec = next(bundle.glob("decoder-*.onnx"))
+    dec.write_bytes(dec.read_bytes()[:1000])
+    raw = json.loads((bundle / "manifest.json").read_text())
+    raw["graphs"]["decoder"]["sha256"] = sha256_file(dec)
+    raw["fingerprint"] = fingerprint_of(Graphs.model_validate(raw["graphs"]))
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    return root
+
+
+def _refusals(log: str, name: str) -> list[str]:
+    return [line for line in log.splitlines() if f"refused bundle {name!r}" in line]
+
+
+def test_bad_bundles_are_refused_whole_and_the_rest_is_served(mixed_dir: Path, serve: Serve) -> None:
+    with serve({"SDLGM_MODELS_DIR": str(mixed_dir)}) as srv, srv.client() as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 200, ready.text  # the refused bundles were found, not asked for
+        assert ready.json()["models"] == ["emotions", "kpi5g"]
+        assert sorted(ready.json()["refused"]) == ["kpi5g-resigned", "kpi5g-tampered"]
+        assert [m["name"] for m in c.get("/v1/models").json()["models"]] == ["emotions", "kpi5g"]
+        r = c.post("/encode", params={"model": "kpi5g-tampered"}, json={"vector": [0.0] * 80})
+        assert r.status_code == 404
+        assert "model 'kpi5g-tampered' is not loaded (refused at start: " in r.json()["error"]
+        log = srv.log()
+    [tampered] = _refusals(log, "kpi5g-tampered")
+    assert "ERROR" in tampered and "encoder graph encoder-" in tampered and "manifest says" in tampered
+    [resigned] = _refusals(log, "kpi5g-resigned")
+    assert "decoder graph decoder-" in resigned and "does not load in onnxruntime" in resigned
+
+
+def test_a_listed_bundle_that_fails_keeps_the_server_unready(mixed_dir: Path, serve: Serve) -> None:
+    env = {"SDLGM_MODELS_DIR": str(mixed_dir), "SDLGM_MODELS": "kpi5g, kpi5g-tampered,ghost"}
+    with serve(env) as srv, srv.client() as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["ready"] is False and body["models"] == ["kpi5g"]
+        [tampered, ghost] = sorted(body["reasons"], key=lambda s: "ghost" in s)
+        assert tampered.startswith("model 'kpi5g-tampered' is not loaded: ") and "SHA-256" in tampered
+        assert ghost == f"model 'ghost' is not loaded: no bundle directory {mixed_dir / 'ghost'}"
+        assert [m["name"] for m in c.get("/v1/models").json()["models"]] == ["kpi5g"]  # emotions not listed
+        assert c.post("/encode", json={"vector": [0.0] * 80}).status_code == 200
+
+
+@cpu_only
+def test_cuda_without_fallback_refuses_to_start(models_dir: Path) -> None:
+    env = server_env({"SDLGM_MODELS_DIR": str(models_dir), "SDLGM_PROVIDER": "cuda",
+                      "SDLGM_ALLOW_CPU_FALLBACK": "false"}, free_port())
+    done = subprocess.run([sys.executable, "-m", "service"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "SDLGM_PROVIDER=cuda but this onnxruntime has no CUDAExecutionProvider" in done.stderr
+    assert "set SDLGM_PROVIDER=cpu or SDLGM_ALLOW_CPU_FALLBACK=true" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def edge(models_dir: Path, serve: Serve) -> Iterator[Server]:
+    """Non-default settings: only emotions, as the default; provider cuda with fallback; an inference
+    timeout nothing can meet; warnings only."""
+    env = {"SDLGM_MODELS_DIR": str(models_dir), "SDLGM_MODELS": "emotions", "SDLGM_DEFAULT_MODEL": "emotions",
+           "SDLGM_PROVIDER": "cuda", "SDLGM_REQUEST_TIMEOUT_S": "0.000001", "SDLGM_LOG_LEVEL": "warning"}
+    with serve(env) as srv:
+        yield srv
+
+
+@cpu_only
+def test_cuda_with_fallback_serves_on_cpu_and_says_so(edge: Server) -> None:
+    with edge.client() as c:
+        listing = c.get("/v1/models").json()
+    assert listing["default"] == "emotions"
+    assert [(m["name"], m["provider"]) for m in listing["models"]] == [("emotions", "CPUExecutionProvider")]
+    assert "SDLGM_PROVIDER=cuda but onnxruntime has no CUDAExecutionProvider" in edge.log()
+    assert "loaded model" not in edge.log()  # SDLGM_LOG_LEVEL=warning
+
+
+def test_an_inference_timeout_answers_503_and_the_server_stays_healthy(edge: Server) -> None:
+    with edge.client() as c:
+        r = c.post("/predict", json={"vectors": [[0.0] * 72] * 300})
+        assert r.status_code == 503
+        assert r.json() == {"kind": "timeout", "error": "inference took longer than the request timeout of 1e-06 s "
+                            "(SDLGM_REQUEST_TIMEOUT_S); retry later or with a smaller batch"}
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 200
+        assert 'sdlgm_errors_total{kind="timeout"} 1.0' in c.get("/metrics").text
+        assert c.post("/predict", json={"vector": [0.0] * 72}).status_code == 503  # still answering, still bounded

@@ -1,0 +1,67 @@
+"""GET /metrics against the session's real server: every metric family is exported, labels are route
+templates, and the counters move by what the traffic in between did."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+FAMILIES = {
+    "sdlgm_requests": "counter", "sdlgm_request_duration_seconds": "histogram",
+    "sdlgm_inference_seconds": "histogram", "sdlgm_batch_size": "histogram", "sdlgm_code_L_hat": "histogram",
+    "sdlgm_code_nnz": "histogram", "sdlgm_input_bytes": "counter", "sdlgm_code_bytes": "counter",
+    "sdlgm_errors": "counter", "sdlgm_in_flight_requests": "gauge", "sdlgm_model_info": "gauge",
+}
+V = [0.5] * 80
+
+
+def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    families = list(text_string_to_metric_families(r.text))
+    assert {f.name: f.type for f in families if f.name in FAMILIES} == FAMILIES
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric: str, **labels: str) -> float:
+    return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_follow_the_traffic(client: httpx.Client) -> None:
+    before = scrape(client)
+    for _ in range(3):
+        assert client.post("/encode", json={"vectors": [V, V]}).status_code == 200
+    assert client.post("/encode", json={"vector": V[:3]}).status_code == 400
+    assert client.get("/v1/models/kpi5g").status_code == 200
+    assert client.get("/no/such/path").status_code == 404
+    enc = client.post("/encode", json={"vector": V}).json()["codes"][0]
+    after = scrape(client)
+
+    def delta(metric: str, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    ok = {"endpoint": "/encode", "model": "kpi5g", "status": "200"}
+    assert delta("sdlgm_requests_total", **ok) == 4
+    assert delta("sdlgm_request_duration_seconds_count", **ok) == 4
+    assert delta("sdlgm_requests_total", endpoint="/encode", model="kpi5g", status="400") == 1  # D is checked
+    assert delta("sdlgm_requests_total", endpoint="/v1/models/{name}", model="", status="200") == 1
+    assert delta("sdlgm_requests_total", endpoint="other", model="", status="404") == 1
+    assert delta("sdlgm_errors_total", kind="invalid_input") == 1
+    assert delta("sdlgm_errors_total", kind="not_found") == 1
+    assert delta("sdlgm_batch_size_count", endpoint="/encode", model="kpi5g") == 4
+    assert delta("sdlgm_batch_size_sum", endpoint="/encode", model="kpi5g") == 7
+    assert delta("sdlgm_code_L_hat_count", model="kpi5g") == 7
+    assert delta("sdlgm_code_nnz_count", model="kpi5g") == 7
+    for graph in ("encoder", "sparsity"):
+        assert delta("sdlgm_inference_seconds_count", model="kpi5g", graph=graph) == 4
+    assert delta("sdlgm_input_bytes_total", model="kpi5g") == 7 * 80 * 4
+    assert delta("sdlgm_code_bytes_total", model="kpi5g") == 7 * enc["size_bytes"]  # 7 times this vector
+    assert value(after, "sdlgm_in_flight_requests") == 1  # the scrape itself
+
+
+def test_model_info_names_each_model_with_its_provider(client: httpx.Client) -> None:
+    samples = scrape(client)
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    for name, m in models.items():
+        assert value(samples, "sdlgm_model_info", name=name, version=m["version"], fingerprint=m["fingerprint"],
+                     provider="CPUExecutionProvider") == 1

@@ -1,0 +1,82 @@
+"""Settings: defaults, SDLGM_* environment variables, and the fail-fast messages for unsafe values, both
+in process and from `python -m service` (exit status 2, one line naming the variable)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, free_port, server_env
+from pydantic import ValidationError
+
+from service.settings import Settings, describe_error
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for key in [k for k in os.environ if k.startswith("SDLGM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("SDLGM_MODELS_DIR", str(tmp_path))
+    return monkeypatch
+
+
+def test_defaults(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    s = Settings()
+    assert (s.models_dir, s.default_model, s.models, s.model_names) == (tmp_path, "kpi5g", None, None)
+    assert (s.host, s.port, s.provider, s.allow_cpu_fallback) == ("127.0.0.1", 8000, "auto", True)
+    assert (s.intra_op_threads, s.inter_op_threads, s.max_batch) == (1, 1, 1024)
+    assert (s.max_body_bytes, s.request_timeout_s, s.log_level) == (8 * 1024 * 1024, 10.0, "info")
+
+
+def test_environment_variables_are_read(clean_env: pytest.MonkeyPatch) -> None:
+    for key, value in {"MODELS": " kpi5g , emotions ", "PORT": "9000", "PROVIDER": "cpu",
+                       "ALLOW_CPU_FALLBACK": "false", "MAX_BATCH": "64", "REQUEST_TIMEOUT_S": "0.5"}.items():
+        clean_env.setenv(f"SDLGM_{key}", value)
+    s = Settings()
+    assert s.model_names == ["kpi5g", "emotions"]
+    assert (s.port, s.provider, s.allow_cpu_fallback, s.max_batch, s.request_timeout_s) == (9000, "cpu", False, 64, 0.5)
+
+
+def test_an_empty_variable_counts_as_unset(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("SDLGM_MAX_BATCH", "")
+    clean_env.setenv("SDLGM_MODELS", "")
+    assert (Settings().max_batch, Settings().model_names) == (1024, None)
+
+
+BAD = [
+    ({"SDLGM_MAX_BATCH": "0"}, "SDLGM_MAX_BATCH=0: Input should be greater than or equal to 1"),
+    ({"SDLGM_MAX_BATCH": "many"}, "SDLGM_MAX_BATCH=many: Input should be a valid integer"),
+    ({"SDLGM_MAX_BODY_BYTES": "10"}, "SDLGM_MAX_BODY_BYTES=10: Input should be greater than or equal to 1024"),
+    ({"SDLGM_REQUEST_TIMEOUT_S": "0"}, "SDLGM_REQUEST_TIMEOUT_S=0: Input should be greater than 0"),
+    ({"SDLGM_PORT": "70000"}, "SDLGM_PORT=70000: Input should be less than or equal to 65535"),
+    ({"SDLGM_PROVIDER": "tpu"}, "SDLGM_PROVIDER=tpu: Input should be 'cpu', 'cuda' or 'auto'"),
+    ({"SDLGM_INTRA_OP_THREADS": "-1"}, "SDLGM_INTRA_OP_THREADS=-1: Input should be greater than or equal to 0"),
+    ({"SDLGM_LOG_LEVEL": "loud"}, "SDLGM_LOG_LEVEL=loud: Input should be 'critical', 'error'"),
+    ({"SDLGM_MODELS_DIR": "/no/such/dir"}, "SDLGM_MODELS_DIR=/no/such/dir: '/no/such/dir' is not a directory"),
+    ({"SDLGM_DEFAULT_MODEL": "Bad Name"}, "SDLGM_DEFAULT_MODEL=Bad Name: 'Bad Name' is not a model name"),
+    ({"SDLGM_MODELS": " , "}, "SDLGM_MODELS= , : lists no model; leave it unset to load every bundle"),
+    ({"SDLGM_MODELS": "emotions"}, "SDLGM_DEFAULT_MODEL=kpi5g is not among SDLGM_MODELS=emotions"),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), BAD, ids=[next(iter(e)) + "=" + next(iter(e.values())) for e, _ in BAD])
+def test_unsafe_values_fail_with_the_variable_named(clean_env: pytest.MonkeyPatch, env: dict[str, str],
+                                                    message: str) -> None:
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert message in describe_error(info.value)
+
+
+def test_the_server_refuses_to_start_on_unsafe_settings(tmp_path: Path) -> None:
+    env = server_env({"SDLGM_MODELS_DIR": str(tmp_path), "SDLGM_MAX_BATCH": "0", "SDLGM_REQUEST_TIMEOUT_S": "-1"},
+                     free_port())
+    done = subprocess.run([sys.executable, "-m", "service"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("invalid settings: SDLGM_MAX_BATCH=0: Input should be greater than or equal to 1; "
+                                   "SDLGM_REQUEST_TIMEOUT_S=-1: Input should be greater than 0")
