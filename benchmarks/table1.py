@@ -29,6 +29,7 @@ METHODS: list[tuple[str, str, dict[str, object]]] = [
     ("SDLGM (K=200, L0=40), straight-through, tau=1", "mnist-sdlgm.yaml", {}),
     ("SDLGM, the paper's recipe: relaxed samples, learned temperatures", "mnist-sdlgm.yaml",
      {"train.estimator": "relaxed", "train.tau.kind": "learned", "train.tau_z.kind": "learned"}),
+    ("SDLGM variant: per-slot logits pi_l, straight-through, tau=1", "mnist-sdlgm.yaml", {"model.per_slot": True}),
     ("GS-VAE 20x10 categorical, straight-through, tau=1", "mnist-gsvae.yaml", {}),
     ("GS-VAE 200 Bernoulli, straight-through, tau=1", "mnist-gsvae.yaml", {"model.n_vars": 200, "model.n_classes": 2}),
 ]
