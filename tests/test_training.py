@@ -39,14 +39,14 @@ def test_train_eval_export_on_kpi_windows(tmp_path: Path, capsys: pytest.Capture
     assert fresh["compression_ratio"] > 1
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
-    cfg = load_config("configs/kpi5g.yaml", {"train.iterations": 20, "train.checkpoint_every": 10,
+@pytest.mark.parametrize("lr_final", [None, 1e-4])
+def test_resume_continues_exactly(tmp_path: Path, lr_final: float | None) -> None:
+    cfg = load_config("configs/kpi5g.yaml", {"train.iterations": 20, "train.lr_final": lr_final, "data.stride": 10, "train.checkpoint_every": 10,
                                               "train.eval_every": 10, "model.encoder": [16], "model.decoder": [16],
                                               "model.sparsity": [8]})
     task = load_task(cfg.data)
     full, _ = train(cfg, task, tmp_path / "full", progress=False)
-    half_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"iterations": 10})})
-    train(half_cfg, task, tmp_path / "half", progress=False)
+    train(cfg, task, tmp_path / "half", progress=False, stop_after=10)  # as if interrupted at step 10
     resumed, _ = train(cfg, task, tmp_path / "half", resume=True, progress=False)
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k

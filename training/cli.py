@@ -34,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     out = Path(args.out or f"runs/{cfg.name}")
     task = load_task(cfg.data, cfg.train.seed)
-    train(cfg, task, out, resume=args.resume, progress=not args.no_progress)
+    train(cfg, task, out, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after)
     print(json.dumps({"run": str(out), "checkpoint": str(out / "checkpoint.pt")}))
     return 0
 
@@ -101,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default runs/<name>)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    t.add_argument("--stop-after", type=int, metavar="STEP", help="stop after this step; continue with --resume")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--data-dir")
     t.set_defaults(fn=cmd_train)

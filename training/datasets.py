@@ -14,6 +14,7 @@ It imports numpy and scipy only (no torch) and raises ``DataError`` with the fil
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -177,11 +178,18 @@ def _read_trace(zf: zipfile.ZipFile, name: str, kpis: Sequence[str]) -> Trace:
 
 
 def load_kpi_traces(root: Path, kpis: Sequence[str] = DEFAULT_KPIS) -> list[Trace]:
-    """All 83 traces of the 5G data set, sorted by name, read straight from the zip."""
+    """All 83 traces of the 5G data set, sorted by name, read straight from the zip (parsed once per
+    process for each verified file version and KPI list)."""
     path = verified(_KPI_ZIP, root)
+    stat = path.stat()
+    return list(_parse_traces(path, stat.st_size, stat.st_mtime_ns, tuple(kpis)))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_traces(path: Path, size: int, mtime_ns: int, kpis: tuple[str, ...]) -> tuple[Trace, ...]:
     with zipfile.ZipFile(path) as zf:
         names = sorted(n for n in zf.namelist() if n.endswith(".csv") and not n.startswith("__MACOSX/"))
-        return [_read_trace(zf, n, kpis) for n in names]
+        return tuple(_read_trace(zf, n, kpis) for n in names)
 
 
 def fill_missing(values: np.ndarray, max_gap: int) -> np.ndarray:

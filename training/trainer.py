@@ -132,8 +132,9 @@ def load_checkpoint(path: Path) -> tuple[RunConfig, nn.Module, Temperatures, dic
 
 
 def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progress: bool = True,
-          evaluate_valid: bool = True) -> tuple[nn.Module, Temperatures]:
-    """Train for cfg.train.iterations steps; writes <out>/checkpoint.pt and <out>/metrics.jsonl."""
+          evaluate_valid: bool = True, stop_after: int | None = None) -> tuple[nn.Module, Temperatures]:
+    """Train for cfg.train.iterations steps (or stop after step `stop_after`, to be resumed later);
+    writes <out>/checkpoint.pt and <out>/metrics.jsonl."""
     from training.evaluate import evaluate  # evaluation imports the trainer's helpers
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,16 +161,18 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
     elif not resume and (out_dir / METRICS).exists():
         (out_dir / METRICS).unlink()
     sched = None
-    if tc.lr_final is not None:
-        lr_final = tc.lr_final
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (
-            lr_final / tc.lr + (1 - lr_final / tc.lr) * 0.5 * (1 + math.cos(math.pi * min(s, tc.iterations) / tc.iterations))))
-        for _ in range(start):
-            sched.step()
+    if tc.lr_final is not None:  # cosine decay from lr to lr_final over the run
+        ratio = tc.lr_final / tc.lr
+
+        def factor(s: int) -> float:
+            return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(s, tc.iterations) / tc.iterations))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor, last_epoch=start - 1)
 
     mode = tc.estimator
     t0 = time.perf_counter()
-    bar = tqdm(range(start, tc.iterations), initial=start, total=tc.iterations, disable=not progress,
+    stop = tc.iterations if stop_after is None else min(stop_after, tc.iterations)
+    bar = tqdm(range(start, stop), initial=start, total=tc.iterations, disable=not progress,
                desc=cfg.name, dynamic_ncols=True)
     with (out_dir / METRICS).open("a") as log:
         for step in bar:
@@ -196,7 +199,7 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
                     v = evaluate(model, task, "valid", temps, step, is_samples=0)
                     log.write(json.dumps({"step": done, "split": "valid", **v}) + "\n")
                 log.flush()
-            if done % tc.checkpoint_every == 0 or done == tc.iterations:
+            if done % tc.checkpoint_every == 0 or done in (tc.iterations, stop):
                 save_checkpoint(ck_path, cfg, model, temps, opt, done,
                                 {"generator": gen.get_state(), "perm": perm, "cursor": cursor})
     model.eval()
