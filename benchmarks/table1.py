@@ -87,6 +87,17 @@ def run_one(method: str, cfg: RunConfig, out: Path, progress: bool, reuse: bool)
     }
 
 
+def merge(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Put row into the table on disk (replacing the same method's), in METHODS order; read just before
+    writing so that runs of different methods (--only) can share one table."""
+    order = [m for m, _, _ in METHODS]
+    rows = json.loads(path.read_text()) if path.exists() else []
+    rows = [r for r in rows if r["method"] in order and r["method"] != row["method"]] + [row]
+    rows.sort(key=lambda r: order.index(r["method"]))
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "# Table I: binarized MNIST (test set, nats per image)",
@@ -125,22 +136,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    order = [m for m, _, _ in METHODS]
-    rows: list[dict[str, Any]] = []
-    if args.only is not None and (out / "table1.json").exists():  # keep the rows not rerun
-        rows = [r for r in json.loads((out / "table1.json").read_text()) if r["method"] in order]
+    if args.only is None and (out / "table1.json").exists():
+        (out / "table1.json").unlink()
     for i, (method, config, overrides) in enumerate(METHODS):
         if args.only is not None and i not in args.only:
             continue
         cfg = load_config(ROOT / "configs" / config, {**overrides, "train.iterations": args.iterations,
-                                                      "train.checkpoint_every": args.iterations,
+                                                      "train.checkpoint_every": 1000,
                                                       "train.eval_every": args.iterations,
                                                       "eval.is_limit": args.is_limit,
                                                       "eval.is_samples": args.is_samples})
         row = run_one(method, cfg, Path(args.runs) / str(i), not args.no_progress, args.reuse)
-        rows = sorted([r for r in rows if r["method"] != method] + [row], key=lambda r: order.index(r["method"]))
         print(json.dumps(row))
-        (out / "table1.json").write_text(json.dumps(rows, indent=2) + "\n")
+        rows = merge(out / "table1.json", row)
         (out / "table1.md").write_text(markdown(rows))
     print(markdown(rows))
     print(f"table1: {time.perf_counter() - t0:.0f} s on this machine")
