@@ -1,0 +1,125 @@
+"""Timing: milliseconds per training iteration of the SDLGM (K=200, L0=40, the paper's MNIST architecture)
+and of the Gumbel-Softmax VAE (20 x 10), batch 100, straight-through estimator, in the same process.
+
+Each repetition times `--iters` Adam steps of every method in turn (interleaved, so load on the machine
+hits all alike); the figure is the median over repetitions. The paper: 0.013 s against 0.009 s, a
+ratio of 1.44. The SDLGM is timed with the model's own sampler and with `model.fused`'s fused
+straight-through slot sampler (the same samples and gradients, tested in tests/test_variants.py).
+
+    python benchmarks/timing.py            # make reproduce-timing
+    python benchmarks/timing.py --quick    # seconds: a smoke run
+
+Writes <out>/timing.json (objects with method, ms_per_iter, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.fused import sample_code_fused
+from model.gsvae import GSVAE, GSVAEConfig
+from model.sdlgm import SDLGM, SDLGMConfig
+from training import datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {"SDLGM": 13.0, "GS-VAE 20x10": 9.0}
+
+
+def step_fn(model: torch.nn.Module, x: torch.Tensor, fused: bool = False) -> Callable[[int], None]:
+    """One Adam step on a minibatch drawn from x, the straight-through estimator at tau = 1."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    if fused:
+        assert isinstance(model, SDLGM)
+        model.sample_code = lambda pi, lam, tau, tau_z, mode: sample_code_fused(  # type: ignore[method-assign]
+            pi, lam, tau, tau_z, model.cfg.L0)
+
+    def step(batch: int) -> None:
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        loss = -model(x[idx], 1.0, 1.0, "st")["elbo"].mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def profile_sdlgm(x: torch.Tensor, iters: int) -> dict[str, float]:
+    """Share of an SDLGM training step spent in sample_code, forward and backward (ms per call)."""
+    model = SDLGM(SDLGMConfig(D=784))
+    xb = x[:100]
+    pi, lam = model.pi_logits(xb), model.lambda_logits(xb)
+    out: dict[str, float] = {}
+    for name, fn in (("sample_code", lambda: model.sample_code(pi, lam, 1.0, 1.0, "st")),
+                     ("sample_code_fused", lambda: sample_code_fused(pi, lam, 1.0, 1.0, model.cfg.L0))):
+        ts = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            z, L = fn()
+            (z.sum() + L.sum()).backward(retain_graph=True)
+            ts.append(time.perf_counter() - t0)
+        out[f"{name}_fwd_bwd_ms"] = 1000 * statistics.median(ts)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--iters", type=int, default=20, help="iterations per method per repetition")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="3 repetitions of 3 iterations")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.reps, args.iters = 3, 3
+    t_start = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.from_numpy(datasets.load_binarized_mnist("train", datasets.data_dir()))
+    steps = {
+        "SDLGM": step_fn(SDLGM(SDLGMConfig(D=784)), x),
+        "SDLGM, fused straight-through slot sampler": step_fn(SDLGM(SDLGMConfig(D=784)), x, fused=True),
+        "GS-VAE 20x10": step_fn(GSVAE(GSVAEConfig(D=784)), x),
+    }
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for fn in steps.values():  # warm-up
+        fn(100)
+    for _ in range(args.reps):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                fn(100)
+            times[name].append(1000 * (time.perf_counter() - t0) / args.iters)
+    base = statistics.median(times["GS-VAE 20x10"])
+    rows: list[dict[str, Any]] = []
+    for name, ts in times.items():
+        ms = statistics.median(ts)
+        rows.append({"method": name, "ms_per_iter": round(ms, 3), "ratio_to_gsvae": round(ms / base, 3),
+                     "paper_ms_per_iter": PAPER.get(name), "reps": args.reps, "iters_per_rep": args.iters,
+                     "batch": 100, "threads": args.threads,
+                     "iqr_ms": round(statistics.quantiles(ts, n=4)[2] - statistics.quantiles(ts, n=4)[0], 3)
+                     if len(ts) >= 2 else 0.0})
+    prof = profile_sdlgm(x, 5 if args.quick else 50)
+    rows.append({"method": "profile: sample_code forward+backward alone", "ms_per_iter": None, **{
+        k: round(v, 3) for k, v in prof.items()}})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "timing.json").write_text(json.dumps(rows, indent=2) + "\n")
+    for r in rows:
+        print(json.dumps(r))
+    print(f"paper ratio 1.44 (13 ms / 9 ms); ours {rows[0]['ratio_to_gsvae']:.2f} (model's sampler), "
+          f"{rows[1]['ratio_to_gsvae']:.2f} (fused)")
+    print(f"timing: {time.perf_counter() - t_start:.0f} s on this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Table II's parts: sparsemax and its loss against brute force, the ARFF/XML reader on the three Mulan
+sets, the protocol's folds, and a tiny end-to-end run of benchmarks/table2.py."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import datasets, multilabel
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {"emotions": (72, 6), "birds": (272, 19), "cal500": (68, 174)}
+
+
+def _project_brute_force(z: np.ndarray) -> np.ndarray:
+    """The Euclidean projection onto the simplex by trying every support: on support S the projection is
+    z_S - tau with tau = (sum z_S - 1) / |S|; keep the feasible candidate closest to z."""
+    best, best_d = None, np.inf
+    for r in range(1, len(z) + 1):
+        for S in itertools.combinations(range(len(z)), r):
+            p = np.zeros_like(z)
+            p[list(S)] = z[list(S)] - (z[list(S)].sum() - 1) / r
+            if (p >= -1e-12).all() and np.sum((p - z) ** 2) < best_d:
+                best, best_d = p, np.sum((p - z) ** 2)
+    assert best is not None
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sparsemax_is_the_projection_onto_the_simplex(seed: int) -> None:
+    z = np.random.default_rng(seed).normal(scale=[0.3, 1.0, 3.0][seed % 3], size=(5,))
+    got = multilabel.sparsemax(torch.from_numpy(z)).numpy()
+    assert np.allclose(got, _project_brute_force(z), atol=1e-10)
+    assert got.sum() == pytest.approx(1.0) and (got >= 0).all()
+
+
+def test_sparsemax_loss_value_and_gradient() -> None:
+    """The loss is 1/2 |q - p|^2-like: at z = q on the simplex interior it is 0; its gradient is p - q."""
+    torch.manual_seed(0)
+    z = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    q = torch.softmax(torch.randn(4, 6, dtype=torch.float64), -1)
+    multilabel.sparsemax_loss(z, q).sum().backward()
+    assert z.grad is not None
+    assert torch.allclose(z.grad, multilabel.sparsemax(z.detach()) - q, atol=1e-10)
+    # brute force: the loss equals max_p (z.p - |p|^2 / 2) - z.q + |q|^2 / 2 (its Fenchel form); p = sparsemax(z)
+    p = multilabel.sparsemax(z.detach())
+    fenchel = (z.detach() * p).sum(-1) - 0.5 * (p**2).sum(-1) - (z.detach() * q).sum(-1) + 0.5 * (q**2).sum(-1)
+    assert torch.allclose(multilabel.sparsemax_loss(z.detach(), q), fenchel, atol=1e-10)
+    target = torch.tensor([[0.2, 0.3, 0.5, 0.0]], dtype=torch.float64)
+    assert float(multilabel.sparsemax_loss(target.clone(), target)) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", list(datasets.MULAN_SETS))
+def test_reader_on_each_mulan_set(name: str) -> None:
+    train, test = datasets.load_mulan(name, datasets.data_dir())
+    D, K = SIZES[name]
+    assert train.X.shape[1] == D and train.Y.shape[1] == K and len(train.label_names) == K
+    assert (test is None) == (name == "cal500")
+    kept = datasets.drop_unlabelled(train)
+    assert kept.Y.any(1).all() and np.isfinite(kept.X).all()
+
+
+def test_outer_folds_standardize_on_the_training_part_only() -> None:
+    train, test = datasets.load_mulan("emotions", datasets.data_dir())
+    folds = multilabel.outer_folds(train, test, 3)
+    assert [f.seed for f in folds] == [0, 1, 2]
+    assert np.allclose(folds[0].X_train.mean(0), 0, atol=1e-4) and not np.allclose(folds[0].X_test.mean(0), 0, atol=1e-3)
+    cal, _ = datasets.load_mulan("cal500", datasets.data_dir())
+    kf = multilabel.outer_folds(cal, None, 5)
+    assert sum(len(f.X_test) for f in kf) == len(datasets.drop_unlabelled(cal).X)
+
+
+def test_table2_quick_run_on_emotions(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import table2
+
+    assert table2.main(["--quick", "--sets", "emotions", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "table2.json").read_text())
+    assert {r["method"] for r in rows} == {m.name for m in multilabel.methods()}
+    keys = {"dataset", "method", "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std",
+            "macro_f1_harmonic_mean", "hyperparameters"}
+    assert all(keys <= set(r) and 0 <= r["micro_f1_mean"] <= 1 for r in rows)
+
+
+def test_table2_accepts_any_arff_xml_pair(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import table2
+
+    mulan = datasets.data_dir() / "mulan"
+    assert table2.main(["--quick", "--arff", str(mulan / "emotions-train.arff"), "--xml", str(mulan / "emotions.xml"),
+                        "--name", "mine", "--methods", "logistic (one-vs-rest)", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "table2.json").read_text())
+    assert [r["dataset"] for r in rows] == ["mine"]

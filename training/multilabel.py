@@ -1,0 +1,363 @@
+"""The Table II protocol on Mulan multi-label data: splits, standardization, hyperparameters by 5-fold
+cross-validation on the training part, reruns, and the methods compared in one run.
+
+Protocol (after Martins & Astudillo 2016, see ../shared/REFERENCES.md):
+* rows without labels are dropped; features are standardized with statistics of the training part only;
+* a data set with a Mulan train/test pair uses it, and its 5 reruns differ by the seed (initialization and
+  minibatch order); a data set with one file (CAL500) uses a shuffled outer 5-fold split (seed 0), and
+  rerun r tests on fold r, training on the other four;
+* hyperparameters (the training grid of each method crossed with its threshold grid) are chosen by 5-fold
+  cross-validation on the training part only, maximizing the mean of micro F1 and macro F1 (per-label
+  mean); for a fixed train/test pair the CV runs once (seed 0) and serves the 5 reruns;
+* every method reports micro F1 and both macro F1s: the per-label mean (scikit-learn's average="macro")
+  and the harmonic mean of macro precision and macro recall (the sparsemax paper's).
+
+Methods: SDLGM-Dis (model.dis: exact likelihood, no relaxation, so no temperature), SDLGM-Gen (model.gen),
+SDLGM-Con (model.con: labels plus 16 unobserved slots, L0z = 4, straight-through at tau = 1),
+one-vs-rest logistic regression (scikit-learn), and linear models with the softmax and sparsemax losses on
+the targets y / |y|. Prediction rules: logistic and SDLGM p_k >= t with t in {0.05, ..., 0.5}; softmax
+p_k > t / K; sparsemax the support of sparsemax(t s).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import KFold
+
+from model.con import ConConfig, SDLGMCon
+from model.dis import DisConfig, SDLGMDis
+from model.gen import GenConfig, SDLGMGen
+from service.manifest import Manifest
+from training.datasets import MultiLabelData, drop_unlabelled
+from training.evaluate import f1_scores
+
+THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 11)]  # 0.05 .. 0.5
+
+
+# ------------------------------------------------------------------------------------------- sparsemax
+
+
+def sparsemax(z: torch.Tensor) -> torch.Tensor:
+    """The Euclidean projection of each row of z (..., K) onto the probability simplex (Martins &
+    Astudillo 2016, Algorithm 1): sort, find the support size, shift by the threshold tau and clip."""
+    zs, _ = torch.sort(z, dim=-1, descending=True)
+    k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype, device=z.device)
+    cum = zs.cumsum(-1)
+    support = (1 + k * zs > cum).sum(-1, keepdim=True)  # (..., 1): the support size k(z)
+    tau = (cum.gather(-1, support - 1) - 1) / support.to(z.dtype)
+    return torch.clamp(z - tau, min=0)
+
+
+def sparsemax_loss(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The sparsemax loss (Martins & Astudillo 2016, Eq. 18) per row, for scores z and targets q on the
+    simplex: -q.z + 1/2 sum_{j in S(z)} (z_j^2 - tau^2) + 1/2 |q|^2. Its gradient is sparsemax(z) - q."""
+    p = sparsemax(z)
+    support = p > 0
+    # z_j - p_j = tau on the support (never empty), the same for every j there.
+    tau = torch.where(support, z - p, torch.zeros_like(z)).sum(-1, keepdim=True) / support.sum(-1, keepdim=True)
+    quad = torch.where(support, z**2 - tau**2, torch.zeros_like(z)).sum(-1)
+    return -(q * z).sum(-1) + 0.5 * quad + 0.5 * (q**2).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------- methods
+
+
+@dataclass
+class Method:
+    """A method: a training grid, a rule grid, fit(X, Y, hp, seed) -> scores function, and predict."""
+
+    name: str
+    grid: Callable[[np.ndarray], list[dict[str, Any]]]  # hyperparameter sets, given the training labels
+    rules: list[float]
+    fit: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]
+    predict: Callable[[np.ndarray, float], np.ndarray]  # (scores (N, K), rule value) -> bool (N, K)
+    deterministic: bool = False  # reruns give the same numbers (no seed in the fit)
+
+
+def _torch(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _l0_grid(Y: np.ndarray) -> list[int]:
+    m = int(Y.sum(1).max())
+    return sorted({min(m, 255), min(2 * m, 255)})
+
+
+def _minibatch_adam(params: Sequence[torch.Tensor], loss_fn: Callable[[torch.Tensor], torch.Tensor], n: int,
+                    epochs: int, seed: int, batch: int = 32, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=gen).split(batch):
+            loss = loss_fn(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def train_dis(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMDis:
+    """SDLGM-Dis on standardized X (N, D) and labels Y (N, K): AdamW on the exact likelihood."""
+    torch.manual_seed(seed)
+    model = SDLGMDis(DisConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=(hp["hidden"],), sparsity=(64,)))
+    x, y = _torch(X), _torch(Y)
+    model.train()
+    _minibatch_adam(list(model.parameters()), lambda i: -model.log_likelihood(x[i], y[i]).mean(), len(x),
+                    hp["epochs"], seed, weight_decay=hp["weight_decay"])
+    return model.eval()
+
+
+def train_gen(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMGen:
+    """SDLGM-Gen on standardized X and labels Y: AdamW on -log p(x, y) - alpha log q(y | x)."""
+    torch.manual_seed(seed)
+    model = SDLGMGen(GenConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=(hp["hidden"],), sparsity=(64,),
+                               decoder=(hp["hidden"],), alpha=hp["alpha"]))
+    x, y = _torch(X), _torch(Y)
+    model.train()
+    _minibatch_adam(list(model.parameters()), lambda i: model.loss(x[i], y[i]).mean(), len(x), hp["epochs"], seed,
+                    weight_decay=hp["weight_decay"])
+    return model.eval()
+
+
+def train_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMCon:
+    """SDLGM-Con on standardized X and labels Y: AdamW on the loss of model.con (one z sample per row)."""
+    torch.manual_seed(seed)
+    model = SDLGMCon(ConConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], Kz=hp["Kz"], L0z=hp["L0z"],
+                               encoder=(hp["hidden"],), decoder=(hp["hidden"],), alpha=hp["alpha"]))
+    x, y = _torch(X), _torch(Y)
+    model.train()
+    _minibatch_adam(list(model.parameters()), lambda i: model.loss(x[i], y[i]).mean(), len(x), hp["epochs"], seed,
+                    weight_decay=hp["weight_decay"])
+    return model.eval()
+
+
+def fit_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    model = train_con(X, Y, hp, seed)
+    return lambda Xt: model.label_probability(_torch(Xt)).numpy()
+
+
+def fit_dis(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    model = train_dis(X, Y, hp, seed)
+    return lambda Xt: model.label_probability(_torch(Xt)).numpy()
+
+
+def fit_gen(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    model = train_gen(X, Y, hp, seed)
+    return lambda Xt: model.label_probability(_torch(Xt)).numpy()
+
+
+def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.ndarray, out_dir: Path, name: str,
+                      data: MultiLabelData, threshold: float, variant: str,
+                      evaluation: dict[str, Any] | None = None) -> Manifest:
+    """A supervised bundle (kind "sdlgm-dis": the code is the label set) that /predict serves: the encoder
+    and sparsity net with the training part's standardization baked in; SDLGM-Gen ships its encoder
+    q(y | x), SDLGM-Con its q(y | x) on the shared trunk. The variant is recorded in manifest.training["variant"]."""
+    from training.export import export_bundle
+
+    dis = model if isinstance(model, SDLGMDis) else model.dis
+    mean, std = X_train_raw.mean(0), X_train_raw.std(0)
+    dis.x_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+    dis.x_std.copy_(torch.from_numpy(np.where(std < 1e-6, 1.0, std).astype(np.float32)))
+    return export_bundle(dis, out_dir, name, "0.1.0", data.feature_names, evaluation=evaluation,
+                         training={"variant": variant, "protocol": "training/multilabel.py"},
+                         labels=data.label_names, thresholds=[threshold] * dis.cfg.K,
+                         probe=X_train_raw[:64].astype(np.float32))
+
+
+def fit_logistic(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    from sklearn.linear_model import LogisticRegression
+
+    models: list[LogisticRegression | float] = []
+    for k in range(Y.shape[1]):
+        if Y[:, k].min() == Y[:, k].max():  # a label constant in this training part: predict its value
+            models.append(float(Y[0, k]))
+        else:
+            models.append(LogisticRegression(C=hp["C"], max_iter=2000).fit(X, Y[:, k]))
+
+    def scores(Xt: np.ndarray) -> np.ndarray:
+        cols = [np.full(len(Xt), m) if isinstance(m, float) else m.predict_proba(Xt)[:, 1] for m in models]
+        return np.stack(cols, axis=1)
+
+    return scores
+
+
+def _fit_linear(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[
+        [np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]:
+    """A linear model s = W x + b on targets y / |y|, L2-regularized, fitted by L-BFGS (convex losses)."""
+
+    def fit(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        x, y = _torch(X), _torch(Y)
+        q = y / y.sum(1, keepdim=True).clamp(min=1)
+        W = torch.zeros(X.shape[1], Y.shape[1], requires_grad=True)
+        b = torch.zeros(Y.shape[1], requires_grad=True)
+        opt = torch.optim.LBFGS([W, b], max_iter=hp["iters"], line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            value = loss(x @ W + b, q).mean() + 0.5 * hp["l2"] * (W**2).sum()
+            value.backward()
+            return value
+
+        opt.step(closure)
+        return lambda Xt: (_torch(Xt) @ W + b).detach().numpy()
+
+    return fit
+
+
+def _softmax_loss(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return -(q * F.log_softmax(z, -1)).sum(-1)
+
+
+def predict_threshold(scores: np.ndarray, t: float) -> np.ndarray:
+    return scores >= t
+
+
+def predict_softmax(scores: np.ndarray, t: float) -> np.ndarray:
+    p = torch.softmax(torch.from_numpy(scores), -1).numpy()
+    return p > t / scores.shape[1]
+
+
+def predict_sparsemax(scores: np.ndarray, t: float) -> np.ndarray:
+    return sparsemax(torch.from_numpy(scores) * t).numpy() > 0
+
+
+def methods(quick: bool = False) -> list[Method]:
+    """The compared methods with their grids (small grids: the run must fit in minutes on 2 cores)."""
+    ep_dis, ep_gen = (2, 2) if quick else (60, 60)
+
+    def dis_grid(Y: np.ndarray) -> list[dict[str, Any]]:
+        return [{"L0": L0, "hidden": 128, "epochs": ep_dis, "weight_decay": wd}
+                for L0 in _l0_grid(Y)[: 1 if quick else 2] for wd in ((0.01,) if quick else (0.01, 0.3))]
+
+    def gen_grid(Y: np.ndarray) -> list[dict[str, Any]]:
+        return [{"L0": L0, "hidden": 128, "epochs": ep_gen, "weight_decay": 0.01, "alpha": a}
+                for L0 in _l0_grid(Y)[: 1 if quick else 2] for a in (1.0,)]
+
+    def con_grid(Y: np.ndarray) -> list[dict[str, Any]]:
+        return [{"L0": L0, "hidden": 128, "epochs": ep_gen, "weight_decay": 0.01, "alpha": 1.0, "Kz": 16, "L0z": 4}
+                for L0 in _l0_grid(Y)[:1]]
+
+    lin_l2 = (1e-3,) if quick else (1e-3, 1e-2, 1e-1)
+    iters = 20 if quick else 300
+    return [
+        Method("SDLGM-Dis", dis_grid, THRESHOLDS, fit_dis, predict_threshold),
+        Method("SDLGM-Gen", gen_grid, THRESHOLDS, fit_gen, predict_threshold),
+        Method("SDLGM-Con", con_grid, THRESHOLDS, fit_con, predict_threshold),
+        Method("logistic (one-vs-rest)", lambda Y: [{"C": c} for c in ((1.0,) if quick else (0.01, 0.1, 1.0))],
+               THRESHOLDS, fit_logistic, predict_threshold, deterministic=True),
+        Method("softmax", lambda Y: [{"l2": v, "iters": iters} for v in lin_l2], [0.5 * i for i in range(1, 11)],
+               _fit_linear(_softmax_loss), predict_softmax, deterministic=True),
+        Method("sparsemax", lambda Y: [{"l2": v, "iters": iters} for v in lin_l2], [1.0, 2.0, 3.0, 4.0, 5.0],
+               _fit_linear(sparsemax_loss), predict_sparsemax, deterministic=True),
+    ]
+
+
+# -------------------------------------------------------------------------------------------- protocol
+
+
+@dataclass(frozen=True)
+class Fold:
+    X_train: np.ndarray  # standardized with the training part's statistics
+    Y_train: np.ndarray
+    X_test: np.ndarray
+    Y_test: np.ndarray
+    seed: int
+
+
+def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = X_train.mean(0), X_train.std(0)
+    std = np.where(std < 1e-6, 1.0, std)
+    return (X_train - mean) / std, (X_test - mean) / std
+
+
+def outer_folds(train: MultiLabelData, test: MultiLabelData | None, reruns: int) -> list[Fold]:
+    """The reruns: the given split with seeds 0..reruns-1, or an outer k-fold (k = reruns, at least 2)."""
+    tr = drop_unlabelled(train)
+    if test is not None:
+        te = drop_unlabelled(test)
+        Xa, Xb = standardize(tr.X, te.X)
+        return [Fold(Xa, tr.Y, Xb, te.Y, seed) for seed in range(reruns)]
+    folds = []
+    for seed, (a, b) in enumerate(KFold(max(reruns, 2), shuffle=True, random_state=0).split(tr.X)):
+        if seed == reruns:
+            break
+        Xa, Xb = standardize(tr.X[a], tr.X[b])
+        folds.append(Fold(Xa, tr.Y[a], Xb, tr.Y[b], seed))
+    return folds
+
+
+def _objective(y: np.ndarray, pred: np.ndarray) -> float:
+    s = f1_scores(y, pred)
+    return 0.5 * (s["micro_f1"] + s["macro_f1"])
+
+
+def select(method: Method, X: np.ndarray, Y: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[dict[str, Any], float]:
+    """The (training hyperparameters, rule value) with the best mean CV objective on (X, Y)."""
+    grid = method.grid(Y)
+    totals = np.zeros((len(grid), len(method.rules)))
+    for a, b in KFold(folds, shuffle=True, random_state=seed).split(X):
+        Xa, Xb = standardize(X[a], X[b])
+        for i, hp in enumerate(grid):
+            s = method.fit(Xa, Y[a], hp, seed)(Xb)
+            totals[i] += [_objective(Y[b], method.predict(s, r)) for r in method.rules]
+    best, rule = np.unravel_index(int(np.argmax(totals)), totals.shape)
+    return grid[int(best)], method.rules[int(rule)]
+
+
+@dataclass
+class Row:
+    dataset: str
+    method: str
+    runs: list[dict[str, float]] = field(default_factory=list)
+    hyperparameters: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dataset": self.dataset, "method": self.method}
+        for key, name in (("micro_f1", "micro_f1"), ("macro_f1", "macro_f1"),
+                          ("macro_f1_harmonic", "macro_f1_harmonic")):
+            vals = np.array([r[key] for r in self.runs])
+            out[f"{name}_mean"] = float(vals.mean())
+            out[f"{name}_std"] = float(vals.std())
+        out["runs"] = len(self.runs)
+        out["hyperparameters"] = self.hyperparameters
+        out["seconds"] = round(self.seconds, 1)
+        return out
+
+
+def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, reruns: int = 5,
+                cv_folds: int = 5, chosen: Sequence[Method] | None = None,
+                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Every method on one data set under the protocol; one summary per method."""
+    folds = outer_folds(train, test, reruns)
+    rows = []
+    for method in chosen if chosen is not None else methods():
+        t0 = time.perf_counter()
+        row = Row(name, method.name)
+        picked: tuple[dict[str, Any], float] | None = None
+        for fold in folds:
+            if picked is None or test is None:  # a fixed training part is tuned once; each outer fold anew
+                # Inner folds refit the standardization on their own training part.
+                picked = select(method, fold.X_train, fold.Y_train, cv_folds)
+            hp, rule = picked
+            if method.deterministic and row.runs and test is not None:
+                row.runs.append(row.runs[-1])  # the same fit again: no seed in this method
+            else:
+                scores = method.fit(fold.X_train, fold.Y_train, hp, fold.seed)(fold.X_test)
+                row.runs.append(f1_scores(fold.Y_test, method.predict(scores, rule)))
+            row.hyperparameters.append({**hp, "rule": rule})
+        row.seconds = time.perf_counter() - t0
+        rows.append(row.summary())
+        if log is not None:
+            s = rows[-1]
+            log(f"{name:10s} {method.name:24s} micro {s['micro_f1_mean']:.4f}±{s['micro_f1_std']:.4f} "
+                f"macro {s['macro_f1_mean']:.4f}±{s['macro_f1_std']:.4f} "
+                f"macro(harm) {s['macro_f1_harmonic_mean']:.4f} ({s['seconds']:.0f} s)")
+    return rows
