@@ -2,7 +2,7 @@
 error text each must get, all in the one JSON shape {"error", "kind"}; and the server stays healthy.
 
 The session server runs with SDLGM_MAX_BATCH=300 and SDLGM_MAX_BODY_BYTES=1 MiB (conftest.SESSION_ENV);
-kpi5g has D = 80, K = 64, L0 = 8; emotions is supervised (no decoder).
+kpi5g has D = 80, K = 64, L0 = 4; emotions is supervised (no decoder).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ CASES = [
     Case("huge index", "/decode", dec({"indices": [2**70], "counts": [1]}), error="indices must lie in [0, 63]"),
     Case("negative count", "/decode", dec({"indices": [1, 2], "counts": [2, -1]}), error="counts must be positive"),
     Case("zero count", "/decode", dec({"indices": [1], "counts": [0]}), error="counts must be positive"),
-    Case("counts over L0", "/decode", dec({"indices": [1], "counts": [1]}, {"indices": [1, 2], "counts": [5, 4]}), error="codes[1] is not a code of this model: counts sum to 9, over L0 = 8"),
+    Case("counts over L0", "/decode", dec({"indices": [1], "counts": [1]}, {"indices": [1, 2], "counts": [5, 4]}), error="codes[1] is not a code of this model: counts sum to 9, over L0 = 4"),
     Case("repeated index", "/decode", dec({"indices": [1, 1], "counts": [1, 1]}), error="indices must not repeat"),
     Case("length mismatch", "/decode", dec({"indices": [1, 2], "counts": [1]}), error="2 indices but 1 counts"),
     Case("fractional count", "/decode", dec({"indices": [1], "counts": [1.5]}), error="body.codes.0.counts.0: Input should be a valid integer"),
@@ -88,7 +88,7 @@ CASES = [
     Case("binary wrong version", "/decode", dec({"binary": b64(bytes([2, 0]))}), error="code format version 2 is not supported"),
     Case("binary truncated", "/decode", dec({"binary": b64(bytes([1, 2, 5]))}), error="code declares 2 non-zeros, so 6 bytes, but has 3"),
     Case("binary index out of range", "/decode", dec({"binary": b64(bytes([1, 1, 200, 1]))}), error="indices must lie in [0, 63]"),
-    Case("binary counts over L0", "/decode", dec({"binary": b64(bytes([1, 2, 3, 4, 5, 5]))}), error="counts sum to 10, over L0 = 8"),
+    Case("binary counts over L0", "/decode", dec({"binary": b64(bytes([1, 2, 3, 4, 5, 5]))}), error="counts sum to 10, over L0 = 4"),
     Case("no codes", "/decode", dec(), error="empty batch: send at least one code"),
     Case("codes over max", "/decode", dec(*[{"binary": "AQA="}] * 301), error="batch of 301 codes is over the maximum of 300"),
     Case("malformed fingerprint", "/decode", dec({"binary": "AQA="}, fp="abc"), error="body.fingerprint: String should match pattern"),
