@@ -42,6 +42,7 @@ from model.sdlgm import SDLGM
 from service import codes
 from service.manifest import load_manifest
 from training import codecs, datasets
+from training.bundle_eval import rmse_per_kpi
 from training.config import RunConfig, load_config
 from training.tasks import Task
 from training.trainer import train
@@ -263,9 +264,8 @@ def distortion(split: datasets.KpiSplit, x: np.ndarray, x_hat: np.ndarray) -> di
     """NRMSE over all values (squared errors divided by the train variance of their feature) and RMSE
     per KPI in original units."""
     err = (np.asarray(x_hat, np.float64) - np.asarray(x, np.float64)) ** 2  # (N, D)
-    per_kpi = err.reshape(len(err), -1, len(split.kpis))  # (N, window, n_kpi), time-major
     return {"nrmse": float(np.sqrt((err / split.std.astype(np.float64) ** 2).mean())),
-            "rmse_per_kpi": {k: float(np.sqrt(per_kpi[:, :, i].mean())) for i, k in enumerate(split.kpis)}}
+            "rmse_per_kpi": rmse_per_kpi(err, split.kpis)}
 
 
 def probe_error(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray) -> float:

@@ -4,6 +4,7 @@ what the test of the committed default model recomputes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,12 @@ import onnxruntime as ort
 
 from service import codes
 from service.manifest import Manifest, load_manifest
+
+
+def rmse_per_kpi(sq_err: np.ndarray, kpis: Sequence[str]) -> dict[str, float]:
+    """RMSE per KPI from squared errors (N, window * n_kpi) of time-major windows."""
+    per = sq_err.reshape(len(sq_err), -1, len(kpis))  # (N, window, n_kpi)
+    return {k: float(np.sqrt(per[:, :, i].mean())) for i, k in enumerate(kpis)}
 
 
 def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...] | None = None,
@@ -43,6 +50,5 @@ def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...]
             std = np.asarray(m.standardization.std)
             out["nrmse"] = float(np.sqrt((err / std**2).mean()))
         if kpis is not None:
-            per = err.reshape(len(x), -1, len(kpis))
-            out["rmse_per_kpi"] = {k: float(np.sqrt(per[:, :, i].mean())) for i, k in enumerate(kpis)}
+            out["rmse_per_kpi"] = rmse_per_kpi(err, kpis)
     return out

@@ -25,6 +25,7 @@ from torch import nn
 from model.dis import SDLGMDis
 from model.gsvae import GSVAE
 from model.sdlgm import SDLGM, log_likelihood
+from training.bundle_eval import rmse_per_kpi
 from training.tasks import Task
 from training.trainer import Temperatures, standardized
 
@@ -143,8 +144,7 @@ def gaussian_errors(task: Task, x_raw: np.ndarray, recon_std: np.ndarray) -> dic
     rmse_feature = np.sqrt(err.mean(0))
     out: dict[str, Any] = {"nrmse": float(np.sqrt((err / task.std**2).mean()))}
     if task.kpis is not None:
-        per_kpi = err.reshape(len(err), -1, len(task.kpis))  # (N, window, n_kpi), time-major
-        out["rmse_per_kpi"] = {k: float(np.sqrt(per_kpi[:, :, i].mean())) for i, k in enumerate(task.kpis)}
+        out["rmse_per_kpi"] = rmse_per_kpi(err, task.kpis)
     out["rmse_mean_over_features"] = float(rmse_feature.mean())
     return out
 
