@@ -9,6 +9,7 @@ training part, 5-fold CV on the training part for hyperparameters, 5 reruns; CAL
 
 Writes <out>/table2.json: objects with dataset, method, micro_f1_mean/std, macro_f1_mean/std (per-label
 mean, scikit-learn's), macro_f1_harmonic_mean/std (the sparsemax paper's definition), hyperparameters.
+Rows of data sets not in this run are kept, so the sets can be run one at a time.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += multilabel.run_dataset(name, train, test, reruns, folds, chosen, log=print)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table2.json").write_text(json.dumps(rows, indent=2) + "\n")
+    path = out / "table2.json"
+    ran = {name for name, _, _ in jobs}
+    kept = [r for r in json.loads(path.read_text()) if r["dataset"] not in ran] if path.exists() else []
+    path.write_text(json.dumps(kept + rows, indent=2) + "\n")
     print(f"table2: {time.perf_counter() - t0:.0f} s on this machine")
     return 0
 

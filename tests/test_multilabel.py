@@ -97,3 +97,17 @@ def test_table2_accepts_any_arff_xml_pair(tmp_path: Path) -> None:
                         "--name", "mine", "--methods", "logistic (one-vs-rest)", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "table2.json").read_text())
     assert [r["dataset"] for r in rows] == ["mine"]
+
+
+def test_table2_keeps_rows_of_sets_not_run(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import table2
+
+    other = {"dataset": "other", "method": "x", "micro_f1_mean": 0.5}
+    stale = {"dataset": "emotions", "method": "stale", "micro_f1_mean": 0.1}
+    (tmp_path / "table2.json").write_text(json.dumps([other, stale]))
+    assert table2.main(["--quick", "--sets", "emotions", "--methods", "logistic (one-vs-rest)",
+                        "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "table2.json").read_text())
+    assert rows[0] == other
+    assert [(r["dataset"], r["method"]) for r in rows[1:]] == [("emotions", "logistic (one-vs-rest)")]
