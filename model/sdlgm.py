@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import codes
+from model.fused import sample_code_fused
 from model.relax import Mode, kl_bernoulli, kl_categorical_uniform, sample_one_hot
 
 Likelihood = Literal["bernoulli", "gaussian"]
@@ -56,6 +57,19 @@ def log_likelihood(
     assert log_scale is not None
     z = (x - out) * torch.exp(-log_scale)
     return (-0.5 * z**2 - log_scale - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def sample_code_autograd(
+    pi_logits: torch.Tensor, lambda_logits: torch.Tensor, tau: torch.Tensor | float,
+    tau_z: torch.Tensor | float, mode: Mode, L0: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """z = sum_l w_l z_l (B, K) and L (B,) written as plain autograd ops over (B, L0, K); pi_logits (B, K)
+    shared by the slots or (B, L0, K) one per slot. The reference the fused sampler is tested against."""
+    B, K = lambda_logits.shape[0], pi_logits.shape[-1]
+    w = sample_one_hot(lambda_logits.unsqueeze(1).expand(B, L0, 2), tau, mode)[..., 1]  # (B, L0)
+    slot_logits = pi_logits if pi_logits.dim() == 3 else pi_logits.unsqueeze(1).expand(B, L0, K)
+    z_l = sample_one_hot(slot_logits, tau_z, mode)  # (B, L0, K)
+    return (w.unsqueeze(-1) * z_l).sum(1), w.sum(-1)
 
 
 class SDLGM(nn.Module):
@@ -98,13 +112,12 @@ class SDLGM(nn.Module):
         self, pi_logits: torch.Tensor, lambda_logits: torch.Tensor, tau: torch.Tensor | float,
         tau_z: torch.Tensor | float, mode: Mode,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One sample of z = sum_l w_l z_l: (z (B, K), L = sum_l w_l (B,))."""
-        B, L0, K = pi_logits.shape[0], self.cfg.L0, self.cfg.K
-        gate_logits = lambda_logits.unsqueeze(1).expand(B, L0, 2)
-        w = sample_one_hot(gate_logits, tau, mode)[..., 1]  # (B, L0)
-        slot_logits = pi_logits if self.cfg.per_slot else pi_logits.unsqueeze(1).expand(B, L0, K)
-        z_l = sample_one_hot(slot_logits, tau_z, mode)  # (B, L0, K)
-        return (w.unsqueeze(-1) * z_l).sum(1), w.sum(-1)
+        """One sample of z = sum_l w_l z_l: (z (B, K), L = sum_l w_l (B,)). Straight-through with a shared
+        pi and a fixed slot temperature goes through `model.fused` (same samples and gradients, less work)."""
+        fixed_tau_z = not (isinstance(tau_z, torch.Tensor) and tau_z.requires_grad)
+        if mode == "st" and not self.cfg.per_slot and fixed_tau_z:
+            return sample_code_fused(pi_logits, lambda_logits, tau, tau_z, self.cfg.L0)
+        return sample_code_autograd(pi_logits, lambda_logits, tau, tau_z, mode, self.cfg.L0)
 
     def forward(
         self, x: torch.Tensor, tau: torch.Tensor | float = 1.0, tau_z: torch.Tensor | float = 1.0,

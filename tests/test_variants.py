@@ -14,7 +14,8 @@ import torch
 from model.con import ConConfig, SDLGMCon
 from model.fused import sample_code_fused
 from model.gen import GenConfig, SDLGMGen, log_code_prior
-from model.sdlgm import SDLGM, SDLGMConfig
+from model.relax import exponential_like, gumbel_like
+from model.sdlgm import SDLGM, SDLGMConfig, sample_code_autograd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,16 +68,41 @@ def test_fused_sampler_gives_the_same_samples_and_gradients(tau_z: float) -> Non
     model = SDLGM(SDLGMConfig(D=12, K=9, L0=6, encoder=(10,), sparsity=(6,), decoder=(10,))).double()
     x = torch.randn(5, 12, dtype=torch.float64)
     results = []
-    for fused in (False, True):
+    samplers = {
+        "autograd": lambda pi, lam: sample_code_autograd(pi, lam, 0.8, tau_z, "st", 6),
+        "fused": lambda pi, lam: sample_code_fused(pi, lam, 0.8, tau_z, 6),
+        "model": lambda pi, lam: model.sample_code(pi, lam, 0.8, tau_z, "st"),
+    }
+    for sampler in samplers.values():
         model.zero_grad()
         torch.manual_seed(7)
         pi, lam = model.pi_logits(x), model.lambda_logits(x)
-        z, L = (sample_code_fused(pi, lam, 0.8, tau_z, 6) if fused else model.sample_code(pi, lam, 0.8, tau_z, "st"))
+        z, L = sampler(pi, lam)
         (model.decoder(z).tanh().sum() + (L * 0.3).sum()).backward()
         results.append((z.detach(), L.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    (z0, L0_, g0), (z1, L1, g1) = results
-    assert torch.allclose(z0, z1, atol=1e-12) and torch.equal(L0_, L1)
-    assert len(g0) == len(g1) and all(torch.allclose(a, b, atol=1e-10) for a, b in zip(g0, g1, strict=True))
+    z0, L0_, g0 = results[0]
+    assert float(L0_.min()) < float(L0_.max()) and int((z0 > 0).sum()) > 5  # a sample with some spread
+    for z1, L1, g1 in results[1:]:
+        assert torch.allclose(z0, z1, atol=1e-12) and torch.equal(L0_, L1)
+        assert len(g0) == len(g1) and all(torch.allclose(a, b, atol=1e-10) for a, b in zip(g0, g1, strict=True))
+
+
+def test_model_sampler_takes_the_autograd_path_for_a_learned_slot_temperature() -> None:
+    model = SDLGM(SDLGMConfig(D=4, K=5, L0=3, encoder=(6,), sparsity=(4,), decoder=(6,)))
+    tau = torch.tensor(0.7, requires_grad=True)
+    pi, lam = torch.randn(2, 5), torch.randn(2, 2)
+    z, _ = model.sample_code(pi, lam, 1.0, tau, "st")
+    z.sum().backward()
+    assert tau.grad is not None  # the fused sampler would have refused a learned temperature
+
+
+def test_exponential_noise_is_finite_positive_and_unit_mean() -> None:
+    torch.manual_seed(0)
+    e = exponential_like(torch.empty(200_000))
+    assert bool(torch.isfinite(e).all()) and float(e.min()) > 0
+    assert float(e.mean()) == pytest.approx(1.0, abs=0.01) and float(e.var()) == pytest.approx(1.0, abs=0.02)
+    g = gumbel_like(torch.empty(200_000, dtype=torch.float64))
+    assert float(g.mean()) == pytest.approx(0.5772, abs=0.01)  # the Euler-Mascheroni constant
 
 
 def test_fused_sampler_refuses_a_learned_slot_temperature() -> None:
