@@ -70,20 +70,10 @@ def profile_sdlgm(x: torch.Tensor, iters: int) -> dict[str, float]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reps", type=int, default=15)
-    p.add_argument("--iters", type=int, default=20, help="iterations per method per repetition")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="3 repetitions of 3 iterations")
-    p.add_argument("--out", default=str(ROOT / "docs" / "results"))
-    args = p.parse_args(argv)
-    if args.quick:
-        args.reps, args.iters = 3, 3
-    t_start = time.perf_counter()
-    torch.set_num_threads(args.threads)
+def time_methods(x: torch.Tensor, threads: int, reps: int, iters: int) -> list[dict[str, Any]]:
+    """ms per iteration of every method at one torch thread count, interleaved; one row per method."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    x = torch.from_numpy(datasets.load_binarized_mnist("train", datasets.data_dir()))
     steps = {
         "SDLGM": step_fn(SDLGM(SDLGMConfig(D=784)), x),
         "SDLGM, plain-autograd slot sampler": step_fn(SDLGM(SDLGMConfig(D=784)), x, autograd_slots=True),
@@ -92,31 +82,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     times: dict[str, list[float]] = {k: [] for k in steps}
     for fn in steps.values():  # warm-up
         fn(100)
-    for _ in range(args.reps):
+    for _ in range(reps):
         for name, fn in steps.items():
             t0 = time.perf_counter()
-            for _ in range(args.iters):
+            for _ in range(iters):
                 fn(100)
-            times[name].append(1000 * (time.perf_counter() - t0) / args.iters)
+            times[name].append(1000 * (time.perf_counter() - t0) / iters)
     base = statistics.median(times["GS-VAE 20x10"])
     rows: list[dict[str, Any]] = []
     for name, ts in times.items():
         ms = statistics.median(ts)
+        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ms, ms, ms]
         rows.append({"method": name, "ms_per_iter": round(ms, 3), "ratio_to_gsvae": round(ms / base, 3),
-                     "paper_ms_per_iter": PAPER.get(name), "reps": args.reps, "iters_per_rep": args.iters,
-                     "batch": 100, "threads": args.threads,
-                     "iqr_ms": round(statistics.quantiles(ts, n=4)[2] - statistics.quantiles(ts, n=4)[0], 3)
-                     if len(ts) >= 2 else 0.0})
-    prof = profile_sdlgm(x, 5 if args.quick else 50)
-    rows.append({"method": "profile: sample_code forward+backward alone", "ms_per_iter": None, **{
-        k: round(v, 3) for k, v in prof.items()}})
+                     "paper_ms_per_iter": PAPER.get(name), "reps": reps, "iters_per_rep": iters,
+                     "batch": 100, "threads": threads, "iqr_ms": round(q[2] - q[0], 3)})
+    prof = profile_sdlgm(x, 5 if reps < 5 else 50)
+    rows.append({"method": "profile: sample_code forward+backward alone", "ms_per_iter": None,
+                 "threads": threads, **{k: round(v, 3) for k, v in prof.items()}})
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--iters", type=int, default=20, help="iterations per method per repetition")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts, each timed")
+    p.add_argument("--quick", action="store_true", help="3 repetitions of 3 iterations")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.reps, args.iters = 3, 3
+    t_start = time.perf_counter()
+    x = torch.from_numpy(datasets.load_binarized_mnist("train", datasets.data_dir()))
+    rows: list[dict[str, Any]] = []
+    for threads in args.threads:
+        rows += time_methods(x, threads, args.reps, args.iters)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "timing.json").write_text(json.dumps(rows, indent=2) + "\n")
     for r in rows:
         print(json.dumps(r))
-    print(f"paper ratio 1.44 (13 ms / 9 ms); ours {rows[0]['ratio_to_gsvae']:.2f} "
-          f"({rows[1]['ratio_to_gsvae']:.2f} with the plain-autograd slot sampler)")
+    for threads in args.threads:
+        ratio = {r["method"]: r.get("ratio_to_gsvae") for r in rows if r["threads"] == threads}
+        print(f"{threads} thread(s): paper ratio 1.44 (13 ms / 9 ms); ours {ratio['SDLGM']:.2f} "
+              f"({ratio['SDLGM, plain-autograd slot sampler']:.2f} with the plain-autograd slot sampler)")
     print(f"timing: {time.perf_counter() - t_start:.0f} s on this machine")
     return 0
 
