@@ -111,3 +111,15 @@ def test_table2_keeps_rows_of_sets_not_run(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "table2.json").read_text())
     assert rows[0] == other
     assert [(r["dataset"], r["method"]) for r in rows[1:]] == [("emotions", "logistic (one-vs-rest)")]
+
+
+def test_hidden_zero_is_a_linear_encoder_and_trains() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5)).astype(np.float32)
+    Y = (X[:, :3] > 0).astype(np.float32)
+    Y[Y.sum(1) == 0, 0] = 1
+    hp = {"L0": 3, "hidden": 0, "epochs": 300, "weight_decay": 0.0}
+    model = multilabel.train_dis(X, Y, hp, seed=0)
+    assert [type(m).__name__ for m in model.encoder] == ["Linear"]
+    p = model.label_probability(torch.from_numpy(X)).detach().numpy()
+    assert p.shape == Y.shape and float(np.mean((p > 0.5) == (Y > 0.5))) > 0.8  # it learned the labels
