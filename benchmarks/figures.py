@@ -1,7 +1,7 @@
 """Figures 3-5 as PNG under docs/ (matplotlib, Agg).
 
-* Fig. 3 (docs/fig3_reconstructions.png): MNIST test digits beside the decoder's Bernoulli means at their
-  deterministic codes (the code the service ships).
+* Fig. 3 (docs/fig3_reconstructions.png): binarized MNIST test digits (evenly spaced through the test set)
+  beside the decoder's Bernoulli means at their deterministic codes (the code the service ships).
 * Fig. 4 (docs/fig4_latent.png): a 2-d PCA projection of the deterministic count vectors of 3,000 MNIST
   test digits (t10k, binarized at 0.5 since the model is trained on binarized MNIST), coloured by digit,
   with histograms of the code total L_hat and of the sparsity logit log(lambda / (1 - lambda)).
@@ -42,7 +42,9 @@ def mnist_model(checkpoint: Path, iterations: int, runs: Path) -> tuple[SDLGM, s
     if checkpoint.is_file():
         _, model, _, ck = load_checkpoint(checkpoint)
         if isinstance(model, SDLGM):
-            return model.eval(), f"{checkpoint} (step {ck['step']})"
+            shown = checkpoint.resolve()
+            shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+            return model.eval(), f"Table I's SDLGM, {shown}, step {ck['step']}"
     cfg = load_config(ROOT / "configs" / "mnist-sdlgm.yaml", {"train.iterations": iterations,
                                                               "train.eval_every": iterations,
                                                               "train.checkpoint_every": iterations})
@@ -51,9 +53,11 @@ def mnist_model(checkpoint: Path, iterations: int, runs: Path) -> tuple[SDLGM, s
     return model.eval(), f"a quick SDLGM, {iterations} iterations"
 
 
-def fig3(model: SDLGM, x: np.ndarray, out: Path, source: str, n: int = 10) -> None:
+def fig3(model: SDLGM, x_all: np.ndarray, out: Path, source: str, n: int = 10) -> None:
+    # evenly spaced rows: the binarized test set is grouped by digit, so its first rows are all zeros
+    x = x_all[np.linspace(0, len(x_all) - 1, n).round().astype(int)]
     with torch.no_grad():
-        _, counts = model.encode(torch.from_numpy(x[:n]))
+        _, counts = model.encode(torch.from_numpy(x))
         recon = torch.sigmoid(model.decode_out(counts.float())).numpy()
     fig, axes = plt.subplots(2, n, figsize=(n * 1.1, 2.6))
     for i in range(n):
