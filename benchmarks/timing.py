@@ -33,8 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"SDLGM": 13.0, "GS-VAE 20x10": 9.0}
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that the clock reads finished work (nothing to do on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_fn(model: torch.nn.Module, x: torch.Tensor, autograd_slots: bool = False) -> Callable[[int], None]:
-    """One Adam step on a minibatch drawn from x, the straight-through estimator at tau = 1."""
+    """One Adam step on a minibatch drawn from x (on x's device), straight-through at tau = 1."""
+    model.to(x.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     if autograd_slots:
@@ -43,7 +50,7 @@ def step_fn(model: torch.nn.Module, x: torch.Tensor, autograd_slots: bool = Fals
             pi, lam, tau, tau_z, mode, model.cfg.L0)
 
     def step(batch: int) -> None:
-        idx = torch.randint(len(x), (batch,), generator=gen)
+        idx = torch.randint(len(x), (batch,), generator=gen).to(x.device)
         loss = -model(x[idx], 1.0, 1.0, "st")["elbo"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -54,7 +61,7 @@ def step_fn(model: torch.nn.Module, x: torch.Tensor, autograd_slots: bool = Fals
 
 def profile_sdlgm(x: torch.Tensor, iters: int) -> dict[str, float]:
     """Share of an SDLGM training step spent in sample_code, forward and backward (ms per call)."""
-    model = SDLGM(SDLGMConfig(D=784))
+    model = SDLGM(SDLGMConfig(D=784)).to(x.device)
     xb = x[:100]
     pi, lam = model.pi_logits(xb), model.lambda_logits(xb)
     out: dict[str, float] = {}
@@ -65,6 +72,7 @@ def profile_sdlgm(x: torch.Tensor, iters: int) -> dict[str, float]:
             t0 = time.perf_counter()
             z, L = fn()
             (z.sum() + L.sum()).backward(retain_graph=True)
+            sync(x.device)
             ts.append(time.perf_counter() - t0)
         out[f"{name}_fwd_bwd_ms"] = 1000 * statistics.median(ts)
     return out
@@ -82,11 +90,13 @@ def time_methods(x: torch.Tensor, threads: int, reps: int, iters: int) -> list[d
     times: dict[str, list[float]] = {k: [] for k in steps}
     for fn in steps.values():  # warm-up
         fn(100)
+    sync(x.device)
     for _ in range(reps):
         for name, fn in steps.items():
             t0 = time.perf_counter()
             for _ in range(iters):
                 fn(100)
+            sync(x.device)
             times[name].append(1000 * (time.perf_counter() - t0) / iters)
     base = statistics.median(times["GS-VAE 20x10"])
     rows: list[dict[str, Any]] = []
@@ -95,7 +105,7 @@ def time_methods(x: torch.Tensor, threads: int, reps: int, iters: int) -> list[d
         q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ms, ms, ms]
         rows.append({"method": name, "ms_per_iter": round(ms, 3), "ratio_to_gsvae": round(ms / base, 3),
                      "paper_ms_per_iter": PAPER.get(name), "reps": reps, "iters_per_rep": iters,
-                     "batch": 100, "threads": threads, "iqr_ms": round(q[2] - q[0], 3)})
+                     "batch": 100, "threads": threads, "device": str(x.device), "iqr_ms": round(q[2] - q[0], 3)})
     prof = profile_sdlgm(x, 5 if reps < 5 else 50)
     rows.append({"method": "profile: sample_code forward+backward alone", "ms_per_iter": None,
                  "threads": threads, **{k: round(v, 3) for k, v in prof.items()}})
@@ -107,13 +117,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--iters", type=int, default=20, help="iterations per method per repetition")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts, each timed")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda to time on a GPU (as the paper did)")
     p.add_argument("--quick", action="store_true", help="3 repetitions of 3 iterations")
     p.add_argument("--out", default=str(ROOT / "docs" / "results"))
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.iters = 3, 3
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: this torch build sees no GPU")
     t_start = time.perf_counter()
-    x = torch.from_numpy(datasets.load_binarized_mnist("train", datasets.data_dir()))
+    x = torch.from_numpy(datasets.load_binarized_mnist("train", datasets.data_dir())).to(device)
     rows: list[dict[str, Any]] = []
     for threads in args.threads:
         rows += time_methods(x, threads, args.reps, args.iters)

@@ -62,6 +62,6 @@ def sample_code_fused(pi_logits: torch.Tensor, lambda_logits: torch.Tensor, tau:
     B, K = pi_logits.shape
     w = sample_one_hot(lambda_logits.unsqueeze(1).expand(B, L0, 2), tau, "st")[..., 1]  # (B, L0)
     tiny = torch.finfo(pi_logits.dtype).tiny
-    log_u = torch.rand(B, L0, K, dtype=pi_logits.dtype).clamp_min_(tiny).log_()  # as model.relax.exponential_like
+    log_u = torch.rand(B, L0, K, dtype=pi_logits.dtype, device=pi_logits.device).clamp_min_(tiny).log_()
     z = _STSlots.apply(pi_logits, w, log_u, float(tau_z))
     return z, w.sum(-1)

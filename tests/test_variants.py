@@ -105,6 +105,14 @@ def test_exponential_noise_is_finite_positive_and_unit_mean() -> None:
     assert float(g.mean()) == pytest.approx(0.5772, abs=0.01)  # the Euler-Mascheroni constant
 
 
+def test_fused_sampler_draws_its_noise_on_the_logits_device() -> None:
+    # the meta device stands in for a GPU: noise drawn on the CPU would not mix with it
+    pi = torch.zeros(3, 5, device="meta", requires_grad=True)
+    z, L = sample_code_fused(pi, torch.zeros(3, 2, device="meta"), 1.0, 1.0, 4)
+    z.sum().backward()
+    assert z.device.type == L.device.type == "meta" and pi.grad is not None and pi.grad.device.type == "meta"
+
+
 def test_fused_sampler_refuses_a_learned_slot_temperature() -> None:
     tau = torch.tensor(1.0, requires_grad=True)
     with pytest.raises(ValueError, match="fixed slot temperature"):
