@@ -9,7 +9,7 @@ training part, 5-fold CV on the training part for hyperparameters, 5 reruns; CAL
 
 Writes <out>/table2.json: objects with dataset, method, micro_f1_mean/std, macro_f1_mean/std (per-label
 mean, scikit-learn's), macro_f1_harmonic_mean/std (the sparsemax paper's definition), hyperparameters.
-Rows of data sets not in this run are kept, so the sets can be run one at a time.
+Rows of other (data set, method) pairs are kept, so sets and methods can be run one at a time.
 """
 
 from __future__ import annotations
@@ -61,14 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         root = datasets.data_dir(args.data_dir)
         jobs += [(name, *datasets.load_mulan(name, root)) for name in args.sets]
+    path = Path(args.out) / "table2.json"
+    earlier = json.loads(path.read_text()) if path.exists() else []  # read first: a bad file fails fast
     rows: list[dict[str, Any]] = []
     for name, train, test in jobs:
         rows += multilabel.run_dataset(name, train, test, reruns, folds, chosen, log=print)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "table2.json"
-    ran = {name for name, _, _ in jobs}
-    kept = [r for r in json.loads(path.read_text()) if r["dataset"] not in ran] if path.exists() else []
+    ran = {(r["dataset"], r["method"]) for r in rows}
+    kept = [r for r in earlier if (r.get("dataset"), r.get("method")) not in ran]
     path.write_text(json.dumps(kept + rows, indent=2) + "\n")
     print(f"table2: {time.perf_counter() - t0:.0f} s on this machine")
     return 0

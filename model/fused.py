@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from model.relax import sample_one_hot
 
@@ -43,6 +44,7 @@ class _STSlots(torch.autograd.Function):
         return torch.zeros_like(pi_logits).scatter_add_(1, idx, w.to(pi_logits.dtype))
 
     @staticmethod
+    @once_differentiable  # the written-out backward is not itself differentiable
     def backward(ctx: Any, grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         u, s, w, idx = ctx.saved_tensors
         dot = torch.bmm(u, grad_z.unsqueeze(-1)).squeeze(-1) / s  # (B, L0): <G, y_l>

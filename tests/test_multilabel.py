@@ -99,18 +99,20 @@ def test_table2_accepts_any_arff_xml_pair(tmp_path: Path) -> None:
     assert [r["dataset"] for r in rows] == ["mine"]
 
 
-def test_table2_keeps_rows_of_sets_not_run(tmp_path: Path) -> None:
+def test_table2_replaces_only_the_rows_it_ran(tmp_path: Path) -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     import table2
 
-    other = {"dataset": "other", "method": "x", "micro_f1_mean": 0.5}
-    stale = {"dataset": "emotions", "method": "stale", "micro_f1_mean": 0.1}
-    (tmp_path / "table2.json").write_text(json.dumps([other, stale]))
+    other_set = {"dataset": "other", "method": "logistic (one-vs-rest)", "micro_f1_mean": 0.5}
+    other_method = {"dataset": "emotions", "method": "softmax", "micro_f1_mean": 0.4}
+    stale = {"dataset": "emotions", "method": "logistic (one-vs-rest)", "micro_f1_mean": 0.1}
+    (tmp_path / "table2.json").write_text(json.dumps([other_set, other_method, stale]))
     assert table2.main(["--quick", "--sets", "emotions", "--methods", "logistic (one-vs-rest)",
                         "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "table2.json").read_text())
-    assert rows[0] == other
-    assert [(r["dataset"], r["method"]) for r in rows[1:]] == [("emotions", "logistic (one-vs-rest)")]
+    assert rows[:2] == [other_set, other_method]
+    assert [(r["dataset"], r["method"]) for r in rows[2:]] == [("emotions", "logistic (one-vs-rest)")]
+    assert rows[2]["micro_f1_mean"] != 0.1
 
 
 def test_hidden_zero_is_a_linear_encoder_and_trains() -> None:

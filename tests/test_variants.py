@@ -87,6 +87,25 @@ def test_fused_sampler_gives_the_same_samples_and_gradients(tau_z: float) -> Non
         assert len(g0) == len(g1) and all(torch.allclose(a, b, atol=1e-10) for a, b in zip(g0, g1, strict=True))
 
 
+def test_model_sampler_takes_the_fused_path_for_straight_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    import model.sdlgm
+
+    calls: list[int] = []
+
+    def spy(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        return sample_code_fused(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model.sdlgm, "sample_code_fused", spy)
+    m = SDLGM(SDLGMConfig(D=4, K=5, L0=3, encoder=(6,), sparsity=(4,), decoder=(6,)))
+    pi, lam = torch.randn(2, 5), torch.randn(2, 2)
+    m.sample_code(pi, lam, 1.0, 1.0, "st")
+    assert calls == [1]
+    m.sample_code(pi, lam, 1.0, 1.0, "relaxed")
+    m.sample_code(pi, lam, 1.0, 1.0, "hard")
+    assert calls == [1]  # relaxed and hard samples take the autograd path
+
+
 def test_model_sampler_takes_the_autograd_path_for_a_learned_slot_temperature() -> None:
     model = SDLGM(SDLGMConfig(D=4, K=5, L0=3, encoder=(6,), sparsity=(4,), decoder=(6,)))
     tau = torch.tensor(0.7, requires_grad=True)
