@@ -156,8 +156,16 @@ def validate_sparse(indices: IntArray, counts: IntArray, K: int, L0: int) -> Non
 
 
 def to_sparse(counts_row: IntArray) -> tuple[IntArray, IntArray]:
-    idx = np.flatnonzero(counts_row).astype(np.int64)
-    return idx, counts_row[idx].astype(np.int64)
+    idx = np.flatnonzero(counts_row).astype(np.int64, copy=False)
+    return idx, counts_row[idx].astype(np.int64, copy=False)
+
+
+def rows_to_sparse(counts: IntArray) -> list[tuple[IntArray, IntArray]]:
+    """to_sparse of every row of counts (B, K), from one pass over the batch."""
+    rows, idx = np.nonzero(counts)  # row-major: each row's indices come out increasing
+    cnt = counts[rows, idx].astype(np.int64, copy=False)
+    ends = np.cumsum(np.bincount(rows, minlength=len(counts)))[:-1]
+    return list(zip(np.split(idx.astype(np.int64, copy=False), ends), np.split(cnt, ends), strict=True))
 
 
 def to_dense(indices: IntArray, counts: IntArray, K: int) -> FloatArray:

@@ -61,12 +61,18 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "body"
 
 
+def error_response(metrics: Metrics, status: int, kind: str, message: str,
+                   detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+    """An error answer in the one shape, counted in sdlgm_errors_total."""
+    metrics.errors.labels(kind=kind).inc()
+    return JSONResponse(error_body(kind, message, detail), status_code=status)
+
+
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     """Answer ServiceError, validation errors, Starlette's HTTP errors and bugs in the one shape."""
 
     def respond(status: int, kind: str, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-        metrics.errors.labels(kind=kind).inc()
-        return JSONResponse(error_body(kind, message, detail), status_code=status)
+        return error_response(metrics, status, kind, message, detail)
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

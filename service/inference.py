@@ -50,11 +50,15 @@ def as_matrix(rows: list[list[float]], D: int, max_batch: int) -> F32:
     return x
 
 
-def code_out(L_hat: int, counts_row: codes.IntArray, K: int) -> CodeOut:
-    idx, cnt = codes.to_sparse(counts_row)
-    blob = codes.pack(idx, cnt, K)
-    return CodeOut(indices=idx.tolist(), counts=cnt.tolist(), L_hat=int(L_hat), nnz=len(idx),
-                   binary=base64.b64encode(blob).decode("ascii"), size_bytes=len(blob))
+def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, K: int) -> list[CodeOut]:
+    """The response codes of a batch: L_hat (B,), counts (B, K). Built without re-validation: every
+    field is derived here from the model's own output."""
+    out = []
+    for L, (idx, cnt) in zip(L_hat.tolist(), codes.rows_to_sparse(counts), strict=True):
+        blob = codes.pack(idx, cnt, K)
+        out.append(CodeOut.model_construct(indices=idx.tolist(), counts=cnt.tolist(), L_hat=L, nnz=len(idx),
+                                           binary=base64.b64encode(blob).decode("ascii"), size_bytes=len(blob)))
+    return out
 
 
 def _sparse(i: int, item: CodeIn, K: int, L0: int) -> tuple[codes.IntArray, codes.IntArray]:

@@ -13,12 +13,11 @@ import time
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.deps import MODEL_STATE_KEY
-from service.errors import error_body
+from service.errors import error_response
 from service.metrics import Metrics
 
 DRAIN_S = 2.0
@@ -61,7 +60,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             self.metrics.in_flight.dec()
-            labels = {"endpoint": endpoint_of(self.routes, scope),
+            route = scope.get("route")  # the router's own match; absent when no route ran (404, 413, 415)
+            endpoint = str(route.path) if route is not None else endpoint_of(self.routes, scope)
+            labels = {"endpoint": endpoint,
                       "model": str(scope.get("state", {}).get(MODEL_STATE_KEY, "")), "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - start)
@@ -74,8 +75,7 @@ class RequestGuard:
         self.app, self.metrics, self.limit = app, metrics, max_body_bytes
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, kind: str, msg: str) -> None:
-        self.metrics.errors.labels(kind=kind).inc()
-        await JSONResponse(error_body(kind, msg), status_code=status)(scope, receive, send)
+        await error_response(self.metrics, status, kind, msg)(scope, receive, send)
 
     def _too_large(self, declared: str = "") -> str:
         size = f" of {declared} bytes" if declared else ""
@@ -106,19 +106,21 @@ class RequestGuard:
         if declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send, 413, "payload_too_large", self._too_large(declared))
             return
-        body = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client went away
-            body += message.get("body", b"")
-            if len(body) > self.limit:
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
                 await self._drain(receive)
                 await self._refuse(scope, receive, send, 413, "payload_too_large", self._too_large())
                 return
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(bytes(body), receive), send)
+        await self.app(scope, _replay(chunks[0] if len(chunks) == 1 else b"".join(chunks), receive), send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from service.errors import ServiceError
 from service.manifest import MANIFEST_FILE, BundleError
-from service.runtime import CUDA, ModelRuntime, RunObserver, choose_providers, load_runtime
+from service.runtime import ModelRuntime, RunObserver, choose_providers, load_runtime
 from service.settings import NAME_PATTERN, Settings
 
 log = logging.getLogger("sdlgm.service")
@@ -56,7 +56,7 @@ def bundle_names(settings: Settings) -> list[str]:
 def load_registry(settings: Settings, observe: RunObserver) -> ModelRegistry:
     """Load every bundle; raises ProviderError when the provider setting cannot be honoured."""
     providers = choose_providers(settings.provider, settings.allow_cpu_fallback)
-    strict = settings.provider == "cuda" and not settings.allow_cpu_fallback and providers[0] == CUDA
+    strict = settings.provider == "cuda" and not settings.allow_cpu_fallback  # choose_providers put CUDA first
     threads = (settings.intra_op_threads, settings.inter_op_threads)
     listed = settings.model_names
     registry = ModelRegistry(settings.default_model, sorted({settings.default_model, *(listed or [])}))

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from service import codes
-from service.manifest import BundleError, Manifest, load_manifest
+from service.manifest import BundleError, Graph, Manifest, load_manifest
 
 log = logging.getLogger("sdlgm.service")
 
@@ -64,7 +64,7 @@ class ModelRuntime:
     observe: RunObserver
 
     def _run(self, role: str, x: F32) -> npt.NDArray[np.float32]:
-        graph = self.manifest.graphs.present()[role]
+        graph: Graph = getattr(self.manifest.graphs, role)
         start = time.perf_counter()
         out = self.sessions[role].run([graph.outputs[0]], {graph.input: x})[0]
         self.observe(self.name, role, time.perf_counter() - start)

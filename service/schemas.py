@@ -33,7 +33,7 @@ class VectorsRequest(_Request):
         return self
 
     def rows(self) -> list[list[float]]:
-        return [self.vector] if self.vector is not None else list(self.vectors or [])
+        return [self.vector] if self.vector is not None else self.vectors or []
 
 
 class EncodeRequest(VectorsRequest):

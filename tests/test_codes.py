@@ -99,3 +99,17 @@ def test_binary_format_round_trip_and_size(K: int) -> None:
 def test_unpack_rejects_invalid_codes(blob: bytes, message: str) -> None:
     with pytest.raises(codes.CodeFormatError, match=message):
         codes.unpack(blob, K=10, L0=8)
+
+
+def test_rows_to_sparse_equals_to_sparse_per_row_including_empty_rows() -> None:
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 3, size=(7, 9)) * (rng.random((7, 9)) < 0.3)
+    counts[2] = 0  # an empty code (L_hat = 0)
+    counts[6] = 0  # an empty last row
+    got = codes.rows_to_sparse(counts)
+    assert len(got) == len(counts)
+    for row, (idx, cnt) in zip(counts, got, strict=True):
+        want_idx, want_cnt = codes.to_sparse(row)
+        assert idx.dtype == cnt.dtype == np.int64
+        assert idx.tolist() == want_idx.tolist() and cnt.tolist() == want_cnt.tolist()
+    assert got[2][0].size == 0 and got[6][0].size == 0 and sum(c.size for _, c in got) == int((counts > 0).sum())

@@ -29,4 +29,6 @@ async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, se
     z = as_counts(body.codes, m.K, m.L0, settings.max_batch)
     x_hat = await offload(lambda: model.decode(z), settings.request_timeout_s)
     metrics.batch_size.labels(endpoint="/decode", model=model.name).observe(len(z))
-    return DecodeResponse(model=model.name, fingerprint=m.fingerprint, reconstructions=x_hat.tolist())
+    # built without re-validation: B x D floats the model itself produced
+    return DecodeResponse.model_construct(model=model.name, fingerprint=m.fingerprint,
+                                          reconstructions=x_hat.tolist())

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from service.deps import MetricsDep, ModelDep, SettingsDep
 from service.errors import ERROR_RESPONSES
 from service.fastjson import FastJSONRoute
-from service.inference import as_matrix, code_out, offload
+from service.inference import as_matrix, codes_out, offload
 from service.schemas import CodeOut, EncodeRequest, EncodeResponse
 
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
@@ -25,7 +25,7 @@ async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep,
 
     def run() -> list[CodeOut]:
         L_hat, counts = model.encode(x, rng)
-        return [code_out(L, c, m.K) for L, c in zip(L_hat, counts, strict=True)]
+        return codes_out(L_hat, counts, m.K)
 
     out = await offload(run, settings.request_timeout_s)
     metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(out))
