@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -40,7 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from model.sdlgm import SDLGM
 from service import codes
-from service.manifest import load_manifest
+from service.runtime import open_bundle
 from training import codecs, datasets
 from training.bundle_eval import rmse_per_kpi
 from training.config import RunConfig, load_config
@@ -214,22 +213,17 @@ class BundleCodec(codecs.Codec):
     family = "SDLGM, committed bundle"
 
     def __init__(self, bundle: Path) -> None:
-        self.manifest = load_manifest(bundle)
-        m = self.manifest
-        self.sess = {role: ort.InferenceSession(str(bundle / g.file), providers=["CPUExecutionProvider"])
-                     for role, g in m.graphs.present().items()}
+        self.runtime = open_bundle(bundle)
+        self.manifest = m = self.runtime.manifest
         self.params = {"K": m.K, "L0": m.L0, "iterations": m.training.get("step") if m.training else None,
                        "bundle": str(bundle.relative_to(ROOT)) if bundle.is_relative_to(ROOT) else str(bundle),
                        "fingerprint": m.fingerprint}
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        xf = np.ascontiguousarray(x, dtype=np.float32)
-        pi = self.sess["encoder"].run(None, {"x": xf})[0]
-        lam = self.sess["sparsity"].run(None, {"x": xf})[0]
-        return codes.deterministic_code(pi, lam, self.manifest.L0)[1]
+        return self.runtime.encode(np.ascontiguousarray(x, dtype=np.float32))[1]
 
     def decode(self, symbols: np.ndarray) -> np.ndarray:
-        return np.asarray(self.sess["decoder"].run(None, {"z": symbols.astype(np.float32)})[0], dtype=np.float64)
+        return np.asarray(self.runtime.decode(symbols.astype(np.float32)), dtype=np.float64)
 
     def pack(self, row: np.ndarray) -> bytes:
         idx = np.flatnonzero(row)

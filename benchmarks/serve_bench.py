@@ -25,13 +25,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service import codes  # noqa: E402
 from service.manifest import Manifest, load_manifest  # noqa: E402
+from service.runtime import open_bundle  # noqa: E402
 
 START_TIMEOUT_S = 60.0
 
@@ -56,16 +55,9 @@ def timings(fn: Callable[[int], None], n: int, warmup: int) -> np.ndarray:
     return out
 
 
-def raw_encoder(bundle: Path, m: Manifest, threads: int) -> Callable[[np.ndarray], None]:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    enc, spa = (ort.InferenceSession(str(bundle / g.file), sess_options=opts, providers=["CPUExecutionProvider"])
-                for g in (m.graphs.encoder, m.graphs.sparsity))
-
-    def encode(x: np.ndarray) -> None:
-        codes.deterministic_code(enc.run(None, {"x": x})[0], spa.run(None, {"x": x})[0], m.L0)
-
-    return encode
+def raw_encoder(bundle: Path, threads: int) -> Callable[[np.ndarray], object]:
+    """The service's own encode (graphs + deterministic code) called directly: no HTTP, no JSON."""
+    return open_bundle(bundle, (threads, 1)).encode
 
 
 def free_port() -> int:
@@ -112,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     singles = vectors(m, args.single + args.warmup, seed=1)
     batches = [vectors(m, args.batch_size, seed=2 + i) for i in range(4)]
 
-    raw = raw_encoder(bundle, m, args.threads)
+    raw = raw_encoder(bundle, args.threads)
     raw_one = timings(lambda i: raw(singles[i : i + 1]), args.single, args.warmup)
     raw_batch = timings(lambda i: raw(batches[i % 4]), args.batches, 5)
 

@@ -33,6 +33,20 @@ def log_binomial(k: torch.Tensor, n: int, log_p: torch.Tensor, log_1mp: torch.Te
     return log_choose + kf * log_p + (n - kf) * log_1mp
 
 
+def count_log_likelihood(pi_logits: torch.Tensor, lambda_logits: torch.Tensor, counts: torch.Tensor,
+                         L0: int) -> torch.Tensor:
+    """log q(c | x) of count vectors c (B, K) with sum <= L0 (a label set is the 0/1 case), for logits pi
+    (B, K) and lambda (B, 2): log Binomial(n; L0, lambda) + log n! - sum_k log c_k! + sum_k c_k log pi_k; (B,)."""
+    c = counts.to(pi_logits.dtype)
+    n = c.sum(-1)
+    if bool((n > L0).any()):
+        raise ValueError(f"a label set or count vector is larger than L0 = {L0}")
+    log_lam = F.log_softmax(lambda_logits, -1)  # (B, 2): log(1 - lambda), log lambda
+    log_pi = F.log_softmax(pi_logits, -1)
+    return (log_binomial(n, L0, log_lam[:, 1], log_lam[:, 0]) + torch.lgamma(n + 1)
+            - torch.lgamma(c + 1).sum(-1) + (c * log_pi).sum(-1))
+
+
 class SDLGMDis(nn.Module):
     cfg: DisConfig
     x_mean: torch.Tensor
@@ -54,16 +68,11 @@ class SDLGMDis(nn.Module):
 
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log q(y | x) for binary label vectors y (B, K) with |y| <= L0; (B,)."""
-        size = y.sum(-1)
-        if bool((size > self.cfg.L0).any()):
-            raise ValueError(f"a label set is larger than L0 = {self.cfg.L0}")
-        log_lam = F.log_softmax(self.lambda_logits(x), -1)  # (B, 2): log(1 - lambda), log lambda
-        log_pi = F.log_softmax(self.pi_logits(x), -1)
-        return (
-            log_binomial(size, self.cfg.L0, log_lam[:, 1], log_lam[:, 0])
-            + torch.lgamma(size.to(log_pi.dtype) + 1)
-            + (y.to(log_pi.dtype) * log_pi).sum(-1)
-        )
+        return count_log_likelihood(self.pi_logits(x), self.lambda_logits(x), y, self.cfg.L0)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """-log q(y | x) per row (B,): the training loss, as SDLGMGen.loss and SDLGMCon.loss."""
+        return -self.log_likelihood(x, y)
 
     @torch.no_grad()
     def label_probability(self, x: torch.Tensor) -> torch.Tensor:

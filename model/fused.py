@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from model.relax import sample_one_hot
+from model.relax import log_uniform_like, sample_one_hot
 
 
 class _STSlots(torch.autograd.Function):
@@ -63,7 +63,6 @@ def sample_code_fused(pi_logits: torch.Tensor, lambda_logits: torch.Tensor, tau:
         tau_z = float(tau_z)
     B, K = pi_logits.shape
     w = sample_one_hot(lambda_logits.unsqueeze(1).expand(B, L0, 2), tau, "st")[..., 1]  # (B, L0)
-    tiny = torch.finfo(pi_logits.dtype).tiny
-    log_u = torch.rand(B, L0, K, dtype=pi_logits.dtype, device=pi_logits.device).clamp_min_(tiny).log_()
+    log_u = log_uniform_like(pi_logits.new_empty(B, L0, K))  # the noise model.relax.gumbel_like draws
     z = _STSlots.apply(pi_logits, w, log_u, float(tau_z))
     return z, w.sum(-1)

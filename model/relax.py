@@ -17,11 +17,16 @@ import torch.nn.functional as F
 Mode = Literal["relaxed", "st", "hard"]
 
 
+def log_uniform_like(x: torch.Tensor) -> torch.Tensor:
+    """log U of x's shape, dtype and device, U ~ Uniform[0, 1) raised to the smallest normal number, so
+    the result is finite and negative. The one source of the samplers' noise: -log U ~ Exp(1), and on CPU
+    it costs about a sixth of Tensor.exponential_, which dominated the SDLGM's (B, L0, K) slot noise."""
+    return torch.rand_like(x).clamp_min_(torch.finfo(x.dtype).tiny).log_()
+
+
 def exponential_like(x: torch.Tensor) -> torch.Tensor:
-    """Exp(1) noise of x's shape and dtype: -log U with U ~ Uniform[0, 1) raised to the smallest normal
-    number, so the noise is finite and positive. On CPU this costs about a sixth of Tensor.exponential_
-    (benchmarks/timing.py profiles it), which dominated the SDLGM's (B, L0, K) slot noise."""
-    return torch.rand_like(x).clamp_min_(torch.finfo(x.dtype).tiny).log_().neg_()
+    """Exp(1) noise of x's shape and dtype: -log U."""
+    return log_uniform_like(x).neg_()
 
 
 def gumbel_like(x: torch.Tensor) -> torch.Tensor:

@@ -146,3 +146,9 @@ def load_runtime(name: str, bundle_dir: Path, providers: list[str], threads: tup
     except Exception as exc:  # a graph that loads but cannot run is refused like a bad checksum
         raise BundleError(f"warm-up failed: {exc}") from exc
     return runtime
+
+
+def open_bundle(bundle_dir: Path, threads: tuple[int, int] = (0, 0)) -> ModelRuntime:
+    """A bundle verified and loaded as the service loads it, on CPU and outside any metrics: what offline
+    evaluation and benchmarks run (threads (0, 0): onnxruntime's own defaults)."""
+    return load_runtime(bundle_dir.name, bundle_dir, [CPU], threads, False, _ignore)

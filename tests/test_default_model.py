@@ -26,7 +26,7 @@ def test_recorded_figures_match_a_fresh_evaluation() -> None:
     m = load_manifest(BUNDLE)
     cfg = RunConfig.model_validate(m.training["config"])
     task = load_task(cfg.data, cfg.train.seed)
-    fresh = bundle_evaluation(BUNDLE, task.test, task.kpis, m)
+    fresh = bundle_evaluation(BUNDLE, task.test, task.kpis)
     recorded = m.evaluation
     assert recorded["rows"] == fresh["rows"] == len(task.test)
     for key in ("compression_ratio", "mean_code_bytes", "nrmse", "rmse", "mean_nnz", "mean_L_hat"):

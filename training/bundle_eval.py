@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from service import codes
-from service.manifest import Manifest, load_manifest
+from service.runtime import open_bundle
 
 
 def rmse_per_kpi(sq_err: np.ndarray, kpis: Sequence[str]) -> dict[str, float]:
@@ -21,16 +20,12 @@ def rmse_per_kpi(sq_err: np.ndarray, kpis: Sequence[str]) -> dict[str, float]:
     return {k: float(np.sqrt(per[:, :, i].mean())) for i, k in enumerate(kpis)}
 
 
-def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...] | None = None,
-                      manifest: Manifest | None = None) -> dict[str, Any]:
+def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Reconstruction error in original units and the real size of the codes on rows x_raw (N, D)."""
-    m = manifest or load_manifest(bundle_dir)
-    sess = {role: ort.InferenceSession(str(bundle_dir / g.file), providers=["CPUExecutionProvider"])
-            for role, g in m.graphs.present().items()}
+    rt = open_bundle(bundle_dir)
+    m = rt.manifest
     x = np.ascontiguousarray(x_raw, dtype=np.float32)
-    pi = sess["encoder"].run(None, {"x": x})[0]
-    lam = sess["sparsity"].run(None, {"x": x})[0]
-    L_hat, counts = codes.deterministic_code(pi, lam, m.L0)
+    L_hat, counts = rt.encode(x)
     nnz = (counts > 0).sum(1)
     code_bytes = np.array([codes.code_size(int(n), m.K) for n in nnz])
     raw_bytes = 4 * m.D
@@ -42,8 +37,8 @@ def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...]
         "raw_float32_bytes": raw_bytes,
         "compression_ratio": float(raw_bytes / code_bytes.mean()),
     }
-    if "decoder" in sess:
-        recon = sess["decoder"].run(None, {"z": counts.astype(np.float32)})[0].astype(np.float64)
+    if rt.has_decoder:
+        recon = rt.decode(counts.astype(np.float32)).astype(np.float64)
         err = (recon - x) ** 2
         out["rmse"] = float(np.sqrt(err.mean()))
         if m.standardization is not None:

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model import codes
-from model.dis import log_binomial
+from model.dis import count_log_likelihood
 
 COLUMNS = 5
 SIDE = 28
@@ -69,19 +68,6 @@ def split_composites(images: np.ndarray, labels: np.ndarray, n_train: int = 5000
     return train, test
 
 
-def count_log_likelihood(pi_logits: torch.Tensor, lambda_logits: torch.Tensor, counts: torch.Tensor,
-                         L0: int) -> torch.Tensor:
-    """log q(c | x) of count vectors c (B, K) with sum <= L0, for logits pi (B, K) and lambda (B, 2); (B,)."""
-    c = counts.to(pi_logits.dtype)
-    n = c.sum(-1)
-    if bool((n > L0).any()):
-        raise ValueError(f"a count vector sums to more than L0 = {L0}")
-    log_lam = F.log_softmax(lambda_logits, -1)  # (B, 2): log(1 - lambda), log lambda
-    log_pi = F.log_softmax(pi_logits, -1)
-    return (log_binomial(n, L0, log_lam[:, 1], log_lam[:, 0]) + torch.lgamma(n + 1)
-            - torch.lgamma(c + 1).sum(-1) + (c * log_pi).sum(-1))
-
-
 class CountNet(nn.Module):
     """The SDLGM's encoder f and sparsity net h for composites (B, 1, 28, 28 * columns) on a shared trunk:
     a small convolutional net reads each 28-px column (shared weights), the column features are summed
@@ -124,7 +110,7 @@ def as_input(images: np.ndarray) -> torch.Tensor:
 
 def train_counter(train: Composites, epochs: int = 20, batch: int = 100, lr: float = 1e-3, seed: int = 0,
                   width: int = 32, hidden: int = 128) -> CountNet:
-    """Adam on the exact count likelihood, lr halved for the last third of the epochs."""
+    """Adam on the exact count likelihood, lr divided by 3 for the last third of the epochs."""
     torch.manual_seed(seed)
     columns = train.images.shape[2] // SIDE
     net = CountNet(columns, L0=columns, width=width, hidden=hidden)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -108,54 +108,48 @@ def _minibatch_adam(params: Sequence[torch.Tensor], loss_fn: Callable[[torch.Ten
             opt.step()
 
 
-def train_dis(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMDis:
-    """SDLGM-Dis on standardized X (N, D) and labels Y (N, K): AdamW on the exact likelihood."""
+Supervised = TypeVar("Supervised", SDLGMDis, SDLGMGen, SDLGMCon)
+
+
+def _train(build: Callable[[], Supervised], X: np.ndarray, Y: np.ndarray, hp: dict[str, Any],
+           seed: int) -> Supervised:
+    """The model build() makes (after seeding), trained with AdamW on its loss(x, y) per row."""
     torch.manual_seed(seed)
-    model = SDLGMDis(DisConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=_hidden(hp), sparsity=(64,)))
+    model = build()
     x, y = _torch(X), _torch(Y)
     model.train()
-    _minibatch_adam(list(model.parameters()), lambda i: -model.log_likelihood(x[i], y[i]).mean(), len(x),
-                    hp["epochs"], seed, weight_decay=hp["weight_decay"])
+    _minibatch_adam(list(model.parameters()), lambda i: model.loss(x[i], y[i]).mean(), len(x), hp["epochs"], seed,
+                    weight_decay=hp["weight_decay"])
     return model.eval()
+
+
+def train_dis(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMDis:
+    """SDLGM-Dis on standardized X (N, D) and labels Y (N, K): AdamW on the exact likelihood."""
+    return _train(lambda: SDLGMDis(DisConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=_hidden(hp),
+                                             sparsity=(64,))), X, Y, hp, seed)
 
 
 def train_gen(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMGen:
     """SDLGM-Gen on standardized X and labels Y: AdamW on -log p(x, y) - alpha log q(y | x)."""
-    torch.manual_seed(seed)
-    model = SDLGMGen(GenConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=_hidden(hp), sparsity=(64,),
-                               decoder=_hidden(hp), alpha=hp["alpha"]))
-    x, y = _torch(X), _torch(Y)
-    model.train()
-    _minibatch_adam(list(model.parameters()), lambda i: model.loss(x[i], y[i]).mean(), len(x), hp["epochs"], seed,
-                    weight_decay=hp["weight_decay"])
-    return model.eval()
+    return _train(lambda: SDLGMGen(GenConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=_hidden(hp),
+                                             sparsity=(64,), decoder=_hidden(hp), alpha=hp["alpha"])),
+                  X, Y, hp, seed)
 
 
 def train_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMCon:
     """SDLGM-Con on standardized X and labels Y: AdamW on the loss of model.con (one z sample per row)."""
-    torch.manual_seed(seed)
-    model = SDLGMCon(ConConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], Kz=hp["Kz"], L0z=hp["L0z"],
-                               encoder=(hp["hidden"],), decoder=(hp["hidden"],), alpha=hp["alpha"]))
-    x, y = _torch(X), _torch(Y)
-    model.train()
-    _minibatch_adam(list(model.parameters()), lambda i: model.loss(x[i], y[i]).mean(), len(x), hp["epochs"], seed,
-                    weight_decay=hp["weight_decay"])
-    return model.eval()
+    return _train(lambda: SDLGMCon(ConConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], Kz=hp["Kz"], L0z=hp["L0z"],
+                                             encoder=(hp["hidden"],), decoder=(hp["hidden"],), alpha=hp["alpha"])),
+                  X, Y, hp, seed)
 
 
-def fit_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    model = train_con(X, Y, hp, seed)
-    return lambda Xt: model.label_probability(_torch(Xt)).numpy()
-
-
-def fit_dis(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    model = train_dis(X, Y, hp, seed)
-    return lambda Xt: model.label_probability(_torch(Xt)).numpy()
-
-
-def fit_gen(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    model = train_gen(X, Y, hp, seed)
-    return lambda Xt: model.label_probability(_torch(Xt)).numpy()
+def _fit(train: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], SDLGMDis | SDLGMGen | SDLGMCon],
+         ) -> Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]:
+    """A Method's fit: train, then score test rows by P(k in code)."""
+    def fit(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        model = train(X, Y, hp, seed)
+        return lambda Xt: model.label_probability(_torch(Xt)).numpy()
+    return fit
 
 
 def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.ndarray, out_dir: Path, name: str,
@@ -255,9 +249,9 @@ def methods(quick: bool = False) -> list[Method]:
     lin_l2 = (1e-3,) if quick else (1e-3, 1e-2, 1e-1)
     iters = 20 if quick else 300
     return [
-        Method("SDLGM-Dis", dis_grid, THRESHOLDS, fit_dis, predict_threshold),
-        Method("SDLGM-Gen", gen_grid, THRESHOLDS, fit_gen, predict_threshold),
-        Method("SDLGM-Con", con_grid, THRESHOLDS, fit_con, predict_threshold),
+        Method("SDLGM-Dis", dis_grid, THRESHOLDS, _fit(train_dis), predict_threshold),
+        Method("SDLGM-Gen", gen_grid, THRESHOLDS, _fit(train_gen), predict_threshold),
+        Method("SDLGM-Con", con_grid, THRESHOLDS, _fit(train_con), predict_threshold),
         Method("logistic (one-vs-rest)", lambda Y: [{"C": c} for c in ((1.0,) if quick else (0.01, 0.1, 1.0))],
                THRESHOLDS, fit_logistic, predict_threshold, deterministic=True),
         Method("softmax", lambda Y: [{"l2": v, "iters": iters} for v in lin_l2], [0.5 * i for i in range(1, 11)],
