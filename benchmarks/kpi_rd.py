@@ -43,7 +43,7 @@ from service.runtime import open_bundle
 from training import codecs, datasets
 from training.bundle_eval import rmse_per_kpi
 from training.config import RunConfig, load_config
-from training.tasks import Task
+from training.tasks import Task, kpi_task
 from training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,9 +134,7 @@ class Data:
 
     @property
     def task(self) -> Task:
-        s = self.split
-        return Task(s.train, s.valid, s.test, s.feature_names, "gaussian", s.mean, s.std, kpis=s.kpis,
-                    window=s.window)
+        return kpi_task(self.split)
 
 
 def load_data(cfg: RunConfig, rows: int | None = None) -> Data:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,6 @@ from training.counting import (
     make_composites,
     split_composites,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _digits(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +85,6 @@ def test_count_likelihood_refuses_totals_above_L0() -> None:
 
 
 def test_table3_quick_run(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import table3
 
     assert table3.main(["--quick", "--out", str(tmp_path)]) == 0

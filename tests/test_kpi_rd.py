@@ -4,9 +4,7 @@ and a tiny end-to-end run of the command (--quick) that writes the JSON, the plo
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -17,19 +15,15 @@ import pytest
 from training import datasets
 from training.datasets import DataError, Trace
 
-ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {"method", "params", "bytes_per_vector", "entropy_bits_per_vector", "nrmse", "rmse_per_kpi",
             "downstream_error"}
 
 
 @pytest.fixture(scope="module")
 def kpi_rd() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kpi_rd", ROOT / "benchmarks" / "kpi_rd.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kpi_rd"] = module
-    spec.loader.exec_module(module)
-    return module
+    import kpi_rd
+
+    return kpi_rd
 
 
 @pytest.fixture(scope="module")

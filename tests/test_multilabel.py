@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ import torch
 
 from training import datasets, multilabel
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = {"emotions": (72, 6), "birds": (272, 19), "cal500": (68, 174)}
 
 
@@ -77,7 +75,6 @@ def test_outer_folds_standardize_on_the_training_part_only() -> None:
 
 
 def test_table2_quick_run_on_emotions(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import table2
 
     assert table2.main(["--quick", "--sets", "emotions", "--out", str(tmp_path)]) == 0
@@ -89,7 +86,6 @@ def test_table2_quick_run_on_emotions(tmp_path: Path) -> None:
 
 
 def test_table2_accepts_any_arff_xml_pair(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import table2
 
     mulan = datasets.data_dir() / "mulan"
@@ -100,7 +96,6 @@ def test_table2_accepts_any_arff_xml_pair(tmp_path: Path) -> None:
 
 
 def test_table2_replaces_only_the_rows_it_ran(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import table2
 
     other_set = {"dataset": "other", "method": "logistic (one-vs-rest)", "micro_f1_mean": 0.5}

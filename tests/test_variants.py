@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,6 @@ from model.fused import sample_code_fused
 from model.gen import GenConfig, SDLGMGen, log_code_prior
 from model.relax import exponential_like, gumbel_like
 from model.sdlgm import SDLGM, SDLGMConfig, sample_code_autograd
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _code_law(K: int, L0: int, lam: float, pi: list[float]) -> dict[tuple[int, ...], float]:
@@ -139,7 +136,6 @@ def test_fused_sampler_refuses_a_learned_slot_temperature() -> None:
 
 
 def test_timing_and_figures_quick_runs(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
     import figures
     import timing
 

@@ -93,7 +93,7 @@ def _export(module: nn.Module, example: torch.Tensor, in_name: str, out_name: st
 
 
 def export_bundle(model: SDLGM | SDLGMDis, out_dir: Path, name: str, version: str, feature_names: list[str],
-                  evaluation: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+                  training: dict[str, Any] | None = None,
                   labels: list[str] | None = None, thresholds: list[float] | None = None,
                   probe: np.ndarray | None = None) -> Manifest:
     """Write <out_dir>/{encoder,sparsity,decoder}-<hash>.onnx and manifest.json; returns the manifest."""
@@ -129,7 +129,7 @@ def export_bundle(model: SDLGM | SDLGMDis, out_dir: Path, name: str, version: st
             if gaussian or dis else None,
             decoder_scale=_decoder_scale(model),
             labels=labels, thresholds=thresholds, graphs=g,
-            evaluation=evaluation or {}, training=training or {},
+            training=training or {},
         )
         probe_x = probe if probe is not None else np.repeat(model.x_mean.numpy()[None], 8, 0)
         check_parity(model, tmp, manifest, probe_x.astype(np.float32))

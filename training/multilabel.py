@@ -153,8 +153,7 @@ def _fit(train: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], SDLGMDis
 
 
 def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.ndarray, out_dir: Path, name: str,
-                      data: MultiLabelData, threshold: float, variant: str,
-                      evaluation: dict[str, Any] | None = None) -> Manifest:
+                      data: MultiLabelData, threshold: float, variant: str) -> Manifest:
     """A supervised bundle (kind "sdlgm-dis": the code is the label set) that /predict serves: the encoder
     and sparsity net with the training part's standardization baked in; SDLGM-Gen ships its encoder
     q(y | x), SDLGM-Con its q(y | x) on the shared trunk. The variant is recorded in manifest.training["variant"]."""
@@ -164,7 +163,7 @@ def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.nda
     mean, std = X_train_raw.mean(0), X_train_raw.std(0)
     dis.x_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
     dis.x_std.copy_(torch.from_numpy(np.where(std < 1e-6, 1.0, std).astype(np.float32)))
-    return export_bundle(dis, out_dir, name, "0.1.0", data.feature_names, evaluation=evaluation,
+    return export_bundle(dis, out_dir, name, "0.1.0", data.feature_names,
                          training={"variant": variant, "protocol": "training/multilabel.py"},
                          labels=data.label_names, thresholds=[threshold] * dis.cfg.K,
                          probe=X_train_raw[:64].astype(np.float32))

@@ -29,7 +29,6 @@ class Task:
     y_test: np.ndarray | None = None
     label_names: list[str] | None = None
     kpis: tuple[str, ...] | None = None
-    window: int | None = None
 
     @property
     def D(self) -> int:
@@ -54,11 +53,14 @@ def _mnist(root: Path, cfg: DataConfig) -> Task:
                 np.zeros(D, np.float32), np.ones(D, np.float32))
 
 
+def kpi_task(s: datasets.KpiSplit) -> Task:
+    """The training task of a KPI split: Gaussian likelihood on the split's standardization."""
+    return Task(s.train, s.valid, s.test, s.feature_names, "gaussian", s.mean, s.std, kpis=s.kpis)
+
+
 def _kpi(root: Path, cfg: DataConfig, seed: int) -> Task:
     kpis = tuple(cfg.kpis) if cfg.kpis else datasets.DEFAULT_KPIS
-    s = datasets.load_kpi_split(root, kpis=kpis, window=cfg.window, stride=cfg.stride, seed=seed)
-    return Task(s.train, s.valid, s.test, s.feature_names, "gaussian", s.mean, s.std,
-                kpis=s.kpis, window=s.window)
+    return kpi_task(datasets.load_kpi_split(root, kpis=kpis, window=cfg.window, stride=cfg.stride, seed=seed))
 
 
 def _mulan(root: Path, cfg: DataConfig, seed: int) -> Task:
