@@ -16,7 +16,7 @@ from model.dis import DisConfig, SDLGMDis
 from model.sdlgm import SDLGM, SDLGMConfig
 from service import codes
 from service.manifest import BundleError, load_manifest
-from training.export import DecoderGraph, export_bundle
+from training.export import DecoderGraph, ExportError, check_parity, export_bundle
 
 
 def _gaussian_model(per_slot: bool = False) -> SDLGM:
@@ -98,3 +98,16 @@ def test_tampered_graph_or_manifest_is_refused(tmp_path: Path) -> None:
     enc.unlink()
     with pytest.raises(BundleError):
         load_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("role", ["encoder", "decoder"])
+def test_parity_check_refuses_graphs_that_differ_from_the_model(tmp_path: Path, role: str) -> None:
+    model = _gaussian_model()
+    manifest = export_bundle(model, tmp_path, "tiny", "1", [f"f{i}" for i in range(12)])
+    x = np.repeat(model.x_mean.numpy()[None], 4, 0)
+    assert max(check_parity(model, tmp_path, manifest, x).values()) <= 1e-5  # as exported: it passes
+    net = model.encoder if role == "encoder" else model.decoder
+    with torch.no_grad():
+        net[-1].bias.add_(0.01)  # the torch model drifts from the exported graphs
+        with pytest.raises(ExportError, match=f"onnxruntime differs from torch beyond 1e-05: {{'{role}'"):
+            check_parity(model, tmp_path, manifest, x)

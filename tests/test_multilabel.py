@@ -120,3 +120,20 @@ def test_hidden_zero_is_a_linear_encoder_and_trains() -> None:
     assert [type(m).__name__ for m in model.encoder] == ["Linear"]
     p = model.label_probability(torch.from_numpy(X)).detach().numpy()
     assert p.shape == Y.shape and float(np.mean((p > 0.5) == (Y > 0.5))) > 0.8  # it learned the labels
+
+
+def test_f1_scores_agree_with_scikit_learn_and_the_harmonic_definition() -> None:
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from training.evaluate import f1_scores
+
+    rng = np.random.default_rng(0)
+    y = rng.random((50, 6)) < 0.3
+    pred = rng.random((50, 6)) < 0.35
+    y[:, 5] = pred[:, 5] = False  # a label never present nor predicted: sklearn's zero_division=0
+    s = f1_scores(y, pred)
+    assert s["micro_f1"] == pytest.approx(f1_score(y, pred, average="micro", zero_division=0))
+    assert s["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))
+    p = precision_score(y, pred, average="macro", zero_division=0)
+    r = recall_score(y, pred, average="macro", zero_division=0)
+    assert s["macro_f1_harmonic"] == pytest.approx(2 * p * r / (p + r))
