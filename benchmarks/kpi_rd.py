@@ -38,8 +38,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from model.sdlgm import SDLGM
-from service import codes
-from service.runtime import open_bundle
+from bundle import codes
+from bundle.runtime import open_bundle
 from training import codecs, datasets
 from training.bundle_eval import rmse_per_kpi
 from training.config import RunConfig, load_config

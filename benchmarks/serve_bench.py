@@ -29,8 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.manifest import Manifest, load_manifest  # noqa: E402
-from service.runtime import open_bundle  # noqa: E402
+from bundle.manifest import Manifest, load_manifest  # noqa: E402
+from bundle.runtime import open_bundle  # noqa: E402
 
 START_TIMEOUT_S = 60.0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.manifest import load_manifest
+from bundle.manifest import load_manifest
 from training.config import RunConfig
 from training.tasks import load_task
 

@@ -1,4 +1,4 @@
-"""The deterministic code in torch, step for step the same as `service.codes` in numpy.
+"""The deterministic code in torch, step for step the same as `bundle.codes` in numpy.
 
 L_hat = min(floor((L0 + 1) * lambda), L0), the mode of Binomial(L0, lambda); counts = the exact mode of
 Multinomial(L_hat, softmax(pi)) by greedy increments of argmax_k (pi_k - log(n_k + 1)), lowest index on

@@ -12,7 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.runtime import ProviderError, choose_providers
+from bundle.runtime import ProviderError, choose_providers
 from service.settings import Settings, describe_error
 
 log = logging.getLogger("sdlgm.service")

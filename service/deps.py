@@ -15,7 +15,7 @@ from fastapi import Depends, Query, Request
 
 from service.metrics import Metrics
 from service.registry import ModelRegistry
-from service.runtime import ModelRuntime
+from bundle.runtime import ModelRuntime
 from service.settings import Settings
 
 MODEL_STATE_KEY = "sdlgm_model"

@@ -13,9 +13,9 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from service import codes
+from bundle import codes
 from service.errors import ServiceError, bad_input
-from service.runtime import F32
+from bundle.runtime import F32
 from service.schemas import CodeIn, CodeOut
 
 T = TypeVar("T")

@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass, field
 
 from service.errors import ServiceError
-from service.manifest import MANIFEST_FILE, BundleError
-from service.runtime import ModelRuntime, RunObserver, choose_providers, load_runtime
+from bundle.manifest import MANIFEST_FILE, BundleError
+from bundle.runtime import ModelRuntime, RunObserver, choose_providers, load_runtime
 from service.settings import NAME_PATTERN, Settings
 
 log = logging.getLogger("sdlgm.service")

@@ -47,7 +47,7 @@ class PredictRequest(VectorsRequest):
 
 
 class CodeIn(_Request):
-    """A code as `indices` + `counts`, or as `binary` (base64 of the binary format, service.codes)."""
+    """A code as `indices` + `counts`, or as `binary` (base64 of the binary format, bundle.codes)."""
 
     indices: list[StrictInt] | None = None
     counts: list[StrictInt] | None = None

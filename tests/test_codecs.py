@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from service import codes
+from bundle import codes
 from training import codecs
 
 

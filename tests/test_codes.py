@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from model import codes as tcodes
-from service import codes
+from bundle import codes
 
 
 def _multinomial_log_pmf(counts: tuple[int, ...], logp: np.ndarray) -> float:

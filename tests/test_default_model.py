@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.manifest import load_manifest
+from bundle.manifest import load_manifest
 from training.bundle_eval import bundle_evaluation
 from training.config import RunConfig
 from training.tasks import load_task

@@ -14,8 +14,8 @@ import torch
 from model import codes as tcodes
 from model.dis import DisConfig, SDLGMDis
 from model.sdlgm import SDLGM, SDLGMConfig
-from service import codes
-from service.manifest import BundleError, load_manifest
+from bundle import codes
+from bundle.manifest import BundleError, load_manifest
 from training.export import DecoderGraph, ExportError, check_parity, export_bundle
 
 

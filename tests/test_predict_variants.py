@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import Server
 
-from service.manifest import load_manifest
+from bundle.manifest import load_manifest
 from training import datasets, multilabel
 
 HP = {"L0": 3, "hidden": 16, "epochs": 2, "weight_decay": 0.01, "alpha": 1.0}

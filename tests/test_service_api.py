@@ -1,5 +1,5 @@
 """Success cases of every endpoint against the session's real server: codes equal to onnxruntime +
-service.codes computed here, encode -> decode round trips in both code forms, seeded stochastic codes,
+bundle.codes computed here, encode -> decode round trips in both code forms, seeded stochastic codes,
 model selection, predictions, model metadata, health, and docs pages that need no other host."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service import codes
-from service.manifest import Manifest, load_manifest
+from bundle import codes
+from bundle.manifest import Manifest, load_manifest
 
 
 class Direct:

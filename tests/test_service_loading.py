@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from conftest import REPO, Server, free_port, server_env
 
-from service.manifest import Graphs, fingerprint_of, sha256_file
+from bundle.manifest import Graphs, fingerprint_of, sha256_file
 
 Serve = Callable[..., AbstractContextManager[Server]]
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from service.manifest import load_manifest
+from bundle.manifest import load_manifest
 from training.bundle_eval import bundle_evaluation
 from training.cli import main
 from training.config import RunConfig, load_config

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from service import codes
-from service.runtime import open_bundle
+from bundle import codes
+from bundle.runtime import open_bundle
 
 
 def rmse_per_kpi(sq_err: np.ndarray, kpis: Sequence[str]) -> dict[str, float]:

@@ -85,7 +85,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     manifest = export_bundle(model, out, args.name or cfg.name, args.version or cfg.version, task.feature_names,
                              training=training_info, labels=labels, thresholds=thresholds, probe=task.test[:64])
     evaluation = {"split": "test", **bundle_evaluation(out, task.test, task.kpis)}
-    from service.manifest import write_manifest
+    from bundle.manifest import write_manifest
 
     manifest = manifest.model_copy(update={"evaluation": evaluation})
     write_manifest(out, manifest)

@@ -14,7 +14,7 @@ message it would send (``pack``); the rate is the length of that message, so eve
     KMeansVQ           one index into 2^b centroids: ceil(b / 8) bytes
     ProductQuantizer   M sub-vectors, one 8-bit index each: M bytes
 
-The two sparse codecs use the service's binary format (``service.codes``) with the quantized value in
+The two sparse codecs use the service's binary format (``bundle.codes``) with the quantized value in
 place of the count: a version byte, n, n indices, n one-byte values, so 2 + n * (index width + 1) bytes,
 the same accounting as the SDLGM's codes.
 
@@ -40,7 +40,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.linear_model import orthogonal_mp_gram
 from torch import nn
 
-from service import codes
+from bundle import codes
 
 TAILS = (0.0, 1e-3, 1e-2, 5e-2)  # clipping quantiles that Uniform chooses from, per column
 

@@ -23,8 +23,8 @@ from torch import nn
 from model import codes as torch_codes
 from model.dis import SDLGMDis
 from model.sdlgm import SDLGM
-from service import codes as np_codes
-from service.manifest import (
+from bundle import codes as np_codes
+from bundle.manifest import (
     Graph,
     Graphs,
     Manifest,

@@ -35,7 +35,7 @@ from sklearn.model_selection import KFold
 from model.con import ConConfig, SDLGMCon
 from model.dis import DisConfig, SDLGMDis
 from model.gen import GenConfig, SDLGMGen
-from service.manifest import Manifest
+from bundle.manifest import Manifest
 from training.datasets import MultiLabelData, drop_unlabelled
 from training.evaluate import f1_scores
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from service.deps import RegistryDep
 from service.errors import ERROR_RESPONSES
-from service.runtime import ModelRuntime
+from bundle.runtime import ModelRuntime
 from service.schemas import ModelInfo, ModelList
 
 router = APIRouter(tags=["models"])

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from service import codes
-from service.manifest import BundleError, Graph, Manifest, load_manifest
+from bundle import codes
+from bundle.manifest import BundleError, Graph, Manifest, load_manifest
 
 log = logging.getLogger("sdlgm.service")
 
