@@ -37,9 +37,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from model.sdlgm import SDLGM
 from bundle import codes
 from bundle.runtime import open_bundle
+from model.sdlgm import SDLGM
 from training import codecs, datasets
 from training.bundle_eval import rmse_per_kpi
 from training.config import RunConfig, load_config

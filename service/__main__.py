@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import uvicorn
 from pydantic import ValidationError
 
-from service.app import create_app
 from bundle.runtime import ProviderError, choose_providers
+from service.app import create_app
 from service.settings import Settings, describe_error
 
 log = logging.getLogger("sdlgm.service")

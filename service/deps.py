@@ -13,9 +13,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from bundle.runtime import ModelRuntime
 from service.metrics import Metrics
 from service.registry import ModelRegistry
-from bundle.runtime import ModelRuntime
 from service.settings import Settings
 
 MODEL_STATE_KEY = "sdlgm_model"

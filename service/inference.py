@@ -14,8 +14,8 @@ import anyio.to_thread
 import numpy as np
 
 from bundle import codes
-from service.errors import ServiceError, bad_input
 from bundle.runtime import F32
+from service.errors import ServiceError, bad_input
 from service.schemas import CodeIn, CodeOut
 
 T = TypeVar("T")

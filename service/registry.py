@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from service.errors import ServiceError
 from bundle.manifest import MANIFEST_FILE, BundleError
 from bundle.runtime import ModelRuntime, RunObserver, choose_providers, load_runtime
+from service.errors import ServiceError
 from service.settings import NAME_PATTERN, Settings
 
 log = logging.getLogger("sdlgm.service")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from model import codes as tcodes
 from bundle import codes
+from model import codes as tcodes
 
 
 def _multinomial_log_pmf(counts: tuple[int, ...], logp: np.ndarray) -> float:

@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from bundle import codes
+from bundle.manifest import BundleError, load_manifest
 from model import codes as tcodes
 from model.dis import DisConfig, SDLGMDis
 from model.sdlgm import SDLGM, SDLGMConfig
-from bundle import codes
-from bundle.manifest import BundleError, load_manifest
 from training.export import DecoderGraph, ExportError, check_parity, export_bundle
 
 

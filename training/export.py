@@ -20,9 +20,6 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from model import codes as torch_codes
-from model.dis import SDLGMDis
-from model.sdlgm import SDLGM
 from bundle import codes as np_codes
 from bundle.manifest import (
     Graph,
@@ -33,6 +30,9 @@ from bundle.manifest import (
     sha256_file,
     write_manifest,
 )
+from model import codes as torch_codes
+from model.dis import SDLGMDis
+from model.sdlgm import SDLGM
 
 OPSET = 17
 PARITY_ATOL = 1e-5

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import KFold
 
+from bundle.manifest import Manifest
 from model.con import ConConfig, SDLGMCon
 from model.dis import DisConfig, SDLGMDis
 from model.gen import GenConfig, SDLGMGen
-from bundle.manifest import Manifest
 from training.datasets import MultiLabelData, drop_unlabelled
 from training.evaluate import f1_scores
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from bundle.runtime import ModelRuntime
 from service.deps import RegistryDep
 from service.errors import ERROR_RESPONSES
-from bundle.runtime import ModelRuntime
 from service.schemas import ModelInfo, ModelList
 
 router = APIRouter(tags=["models"])
