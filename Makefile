@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve test lint serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi docker-smoke clean
+.PHONY: help venv venv-serve test lint serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi lock docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -18,15 +18,17 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-$(SERVE_VENV)/.serve-extra-installed: pyproject.toml
+# The serving environment holds the pinned serve packages and no sdlgm distribution: `python -m service`
+# runs bundle/ and service/ from the checkout, as the image runs them from /app.
+$(SERVE_VENV)/.serve-extra-installed: docker/serve.lock
 	$(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/pip install -q --upgrade pip
-	$(SERVE_VENV)/bin/pip install -q -e '.[serve]'
+	$(SERVE_VENV)/bin/pip install -q -r docker/serve.lock
 	touch $@
 
 venv: $(VENV)/.installed ## the development environment (train + serve + test tools) in .venv
 
-venv-serve: $(SERVE_VENV)/.serve-extra-installed ## the serving environment alone (no torch) in .venv-serve
+venv-serve: $(SERVE_VENV)/.serve-extra-installed ## the serving environment alone (docker/serve.lock, no torch) in .venv-serve
 
 test: venv venv-serve ## run the whole test suite (creates both environments first)
 	$(VENV)/bin/pytest
@@ -62,6 +64,9 @@ reproduce-figures: venv ## Figures 3-5 as PNG under docs/
 
 reproduce-kpi: venv ## 5G KPI rate-distortion: SDLGM over K and L0 against standard codecs at matched bytes
 	$(PY) benchmarks/kpi_rd.py
+
+lock: venv ## re-pin the images' packages: docker/serve.lock and docker/gpu.lock from pyproject's extras
+	$(PY) docker/lock.py
 
 docker-smoke: ## build the image and bring the compose stack up for real (installs Docker from Debian if missing)
 	bash .ci/docker_smoke.sh

@@ -6,7 +6,7 @@
 #   dockerd     start `dockerd --iptables=false` (overlay2 if it mounts, else vfs) if no engine answers;
 #               stopped at exit
 #   base        make the base image sdlgm-base:bookworm with debootstrap + docker import, unless present
-#   wheelhouse  ./wheelhouse: the sdlgm wheel and the serve extra's wheels for the image's Python and libc
+#   wheelhouse  ./wheelhouse: the wheels of docker/serve.lock for the image's Python and libc
 #   build       docker-compose build: sdlgm:latest and sdlgm-prometheus:local (docker-compose.local.yml)
 #   up          docker-compose up -d, then wait until the sdlgm healthcheck reports healthy
 #   api         /v1/models, /encode, /decode (both code forms), a bad request and /metrics, inside the container
@@ -41,7 +41,6 @@ STEP_T0=$SECONDS
 TIMINGS=()
 DOCKERD_PID=""
 ROOTFS=""
-SRC_COPY=""
 STACK_UP=0
 
 log() { printf '[docker_smoke] %s\n' "$*"; }
@@ -80,7 +79,6 @@ cleanup() {
     "${COMPOSE[@]}" down -v --remove-orphans --timeout "$GRACE_S" >/dev/null 2>&1
   fi
   [ -n "$ROOTFS" ] && remove_rootfs "$ROOTFS"
-  [ -n "$SRC_COPY" ] && rm -rf "$SRC_COPY"
   if [ -n "$DOCKERD_PID" ]; then
     log "stopping the dockerd this script started (pid $DOCKERD_PID)"
     kill -TERM "$DOCKERD_PID" 2>/dev/null
@@ -179,25 +177,12 @@ read -r PYVER LIBC MACHINE < <(docker run --rm "$BASE_IMAGE" python3 -c \
 [ -n "$LIBC" ] || die "cannot read the glibc version of $BASE_IMAGE"
 platforms=(--platform "manylinux2014_$MACHINE")
 for minor in $(seq "${LIBC#2.}" -1 17); do platforms+=(--platform "manylinux_2_${minor}_$MACHINE"); done
-mapfile -t serve_deps < <("$PYTHON" -c \
-  'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["serve"]))')
-[ "${#serve_deps[@]}" -gt 0 ] || die "cannot read the serve extra of pyproject.toml with $PYTHON (needs >= 3.11)"
 rm -rf wheelhouse
 mkdir wheelhouse
-# Build the sdlgm wheel from a copy of the files git knows (tracked or new, not ignored): no stale build/
-# or egg-info leaks in. A fixed timestamp makes the wheel byte-identical when the sources are, so the
-# image's layer cache holds across runs.
-SRC_COPY=$(mktemp -d /var/tmp/sdlgm-src.XXXXXX)
-git ls-files -z --cached --others --exclude-standard \
-  | tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null | tar -C "$SRC_COPY" -xf - \
-  || die "copying the sources"
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
-  "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir wheelhouse "$SRC_COPY" || die "pip wheel of sdlgm"
-rm -rf "$SRC_COPY"
-SRC_COPY=""
+# The image installs docker/serve.lock and nothing else: no sdlgm wheel (bundle/ and service/ are copied).
 "$PYTHON" -m pip download --quiet --dest wheelhouse --only-binary=:all: \
   --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" --abi abi3 --abi none \
-  "${platforms[@]}" "${serve_deps[@]}" || die "pip download of the serve extra for Python $PYVER $MACHINE"
+  "${platforms[@]}" -r docker/serve.lock || die "pip download of docker/serve.lock for Python $PYVER $MACHINE"
 step_done "$(ls wheelhouse | wc -l) wheels, $(du -sh wheelhouse | cut -f1), Python $PYVER glibc $LIBC $MACHINE"
 
 # ---------------------------------------------------------------------------------------------------
@@ -207,6 +192,14 @@ build_flags=(--force-rm)  # a failed step leaves no intermediate container behin
 "${COMPOSE[@]}" build "${build_flags[@]}" || die "docker-compose build"
 IMAGE_MB=$(( $(docker image inspect sdlgm:latest --format '{{.Size}}') / 1000000 ))
 step_done "$([ "${SDLGM_SMOKE_NO_CACHE:-0}" = 1 ] && echo cold || echo cached), sdlgm:latest ${IMAGE_MB} MB"
+# The image carries the torch-free halves only: bundle/ and service/, no model/, training/ or torch.
+docker run --rm sdlgm:latest /opt/venv/bin/python -c '
+import importlib.util, sys
+present = {m: importlib.util.find_spec(m) is not None for m in ("bundle", "service", "model", "training", "torch")}
+want = {"bundle": True, "service": True, "model": False, "training": False, "torch": False}
+sys.exit(0 if present == want else f"image packages {present}, expected {want}")' || die "sdlgm:latest carries more than bundle/ and service/"
+docker run --rm sdlgm:latest /bin/sh -c 'test -z "$(find / -xdev -name torch -print -quit)"' \
+  || die "a torch directory is in sdlgm:latest"
 # The Dockerfile itself refuses torch; compilers would come from the base image.
 if docker run --rm sdlgm:latest /bin/sh -c 'for t in gcc cc g++ make; do command -v "$t" && exit 0; done; exit 1'; then
   die "a compiler or make is present in sdlgm:latest"

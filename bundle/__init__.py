@@ -4,3 +4,5 @@
 formats in numpy, `runtime` a verified bundle loaded into onnxruntime. `training/` writes bundles with
 these modules and `service/` serves them; neither imports the other.
 """
+
+__version__ = "0.1.0"  # the product's version (pyproject reads it; the service reports it)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from bundle import __version__
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import MetricsMiddleware, RequestGuard
@@ -27,13 +27,6 @@ DESCRIPTION = """Sparse discrete codes (SDLGM) served with onnxruntime.
 
 Every endpoint takes the model as the `?model=` query parameter (default: SDLGM_DEFAULT_MODEL).
 Errors answer `{"error": "...", "kind": "..."}` with a 4xx status for bad input."""
-
-
-def _version() -> str:
-    try:
-        return version("sdlgm")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("not ready: %s", reason)
         yield
 
-    app = FastAPIOffline(title="SDLGM service", version=_version(), description=DESCRIPTION, lifespan=lifespan,
+    app = FastAPIOffline(title="SDLGM service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                          swagger_ui_parameters={"validatorUrl": None})
     app.state.settings = settings
     app.state.metrics = metrics
