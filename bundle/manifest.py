@@ -11,7 +11,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bundle.formats import FORMATS, CodeSpace, EntropyModel, Format
 
 SCHEMA_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
@@ -70,6 +73,8 @@ class Manifest(BaseModel):
     L0: int = Field(gt=0, le=255)
     lambda0: float = Field(gt=0.0, lt=1.0)
     per_slot: bool = False
+    partitions: int = Field(1, ge=1, description="1: the L0 slots share the K categories (the paper's code); "
+                            "L0: slot m owns block m of K / L0 categories (a partitioned code)")
     likelihood: Literal["bernoulli", "gaussian", "labels"]
     feature_names: list[str]
     standardization: Standardization | None = None
@@ -77,6 +82,9 @@ class Manifest(BaseModel):
     labels: list[str] | None = None
     thresholds: list[float] | None = None
     code_format_version: Literal[1] = 1
+    entropy_model: list[list[float]] | None = Field(
+        None, description="(L0, symbols per slot) probabilities of each slot's symbol, the static model of the "
+        "range format (bundle.formats); covered by the fingerprint")
     graphs: Graphs
     evaluation: dict[str, object] = Field(default_factory=dict)
     training: dict[str, object] = Field(default_factory=dict)
@@ -105,13 +113,33 @@ class Manifest(BaseModel):
                 raise ValueError("labels and thresholds belong to supervised bundles only")
             if self.graphs.decoder is None:
                 raise ValueError("an unsupervised bundle needs a decoder graph")
-        if self.fingerprint != fingerprint_of(self.graphs):
+        space = self.code_space  # raises for partitions that do not fit K and L0
+        if self.entropy_model is not None:
+            rows = self.entropy_model
+            if len(rows) != self.L0 or any(len(r) != space.alphabet for r in rows):
+                raise ValueError(f"entropy_model must be {self.L0} rows of {space.alphabet} probabilities")
+            if any(p <= 0 for r in rows for p in r) or any(abs(sum(r) - 1) > 1e-6 for r in rows):
+                raise ValueError("entropy_model rows must be positive probabilities summing to 1")
+        if self.fingerprint != fingerprint_of(self.graphs, self.entropy_model):
             raise ValueError("fingerprint does not match the graphs' checksums")
         return self
 
     @property
     def supervised(self) -> bool:
         return self.labels is not None
+
+    @property
+    def code_space(self) -> CodeSpace:
+        return CodeSpace(self.K, self.L0, self.partitions)
+
+    @property
+    def entropy(self) -> EntropyModel | None:
+        return None if self.entropy_model is None else EntropyModel(np.asarray(self.entropy_model, np.float64))
+
+    @property
+    def formats(self) -> tuple[Format, ...]:
+        """The code formats this bundle serves (bundle.formats)."""
+        return FORMATS if self.entropy_model is not None else tuple(f for f in FORMATS if f != "range")
 
 
 def sha256_file(path: Path) -> str:
@@ -122,11 +150,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def fingerprint_of(graphs: Graphs) -> str:
-    """SHA-256 over the roles and checksums of the graphs, in a fixed order."""
+def fingerprint_of(graphs: Graphs, entropy_model: list[list[float]] | None = None) -> str:
+    """SHA-256 over the roles and checksums of the graphs, in a fixed order, and the range format's model
+    when there is one (a range-coded code reads only under the model that wrote it)."""
     h = hashlib.sha256()
     for role, g in graphs.present().items():
         h.update(f"{role}:{g.sha256}\n".encode())
+    if entropy_model is not None:
+        h.update(f"entropy_model:{json.dumps(entropy_model)}\n".encode())
     return h.hexdigest()
 
 

@@ -13,7 +13,9 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from bundle import codes
+from bundle import codes, formats
+from bundle.formats import Format
+from bundle.manifest import Manifest
 from bundle.runtime import F32
 from service.errors import ServiceError, bad_input
 from service.schemas import CodeIn, CodeOut
@@ -50,41 +52,51 @@ def as_matrix(rows: list[list[float]], D: int, max_batch: int) -> F32:
     return x
 
 
-def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, K: int) -> list[CodeOut]:
-    """The response codes of a batch: L_hat (B,), counts (B, K). Built without re-validation: every
-    field is derived here from the model's own output."""
+def check_format(fmt: Format, manifest: Manifest) -> None:
+    if fmt not in manifest.formats:
+        raise ServiceError(422, "unsupported", f"model {manifest.name!r} does not serve the {fmt!r} format; it "
+                           f"serves {', '.join(manifest.formats)}")
+
+
+def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, manifest: Manifest, fmt: Format = "v1") -> list[CodeOut]:
+    """The response codes of a batch: L_hat (B,), counts (B, K), their binary form in `fmt`. Built without
+    re-validation: every field is derived here from the model's own output."""
+    blobs = formats.pack(fmt, counts, manifest.code_space, manifest.entropy)
     out = []
-    for L, (idx, cnt) in zip(L_hat.tolist(), codes.rows_to_sparse(counts), strict=True):
-        blob = codes.pack(idx, cnt, K)
+    for L, (idx, cnt), blob in zip(L_hat.tolist(), codes.rows_to_sparse(counts), blobs, strict=True):
         out.append(CodeOut.model_construct(indices=idx.tolist(), counts=cnt.tolist(), L_hat=L, nnz=len(idx),
                                            binary=base64.b64encode(blob).decode("ascii"), size_bytes=len(blob)))
     return out
 
 
-def _sparse(i: int, item: CodeIn, K: int, L0: int) -> tuple[codes.IntArray, codes.IntArray]:
+def _counts(i: int, item: CodeIn, manifest: Manifest, fmt: Format) -> codes.IntArray:
+    space = manifest.code_space
     try:
         if item.binary is not None:
             try:
                 blob = base64.b64decode(item.binary, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise bad_input(f"codes[{i}].binary is not valid base64: {exc}") from exc
-            return codes.unpack(blob, K, L0)
+            return formats.unpack(fmt, blob, space, manifest.entropy)
         idx = np.asarray(item.indices, dtype=np.int64)
         cnt = np.asarray(item.counts, dtype=np.int64)
-        codes.validate_sparse(idx, cnt, K, L0)
-        return idx, cnt
+        codes.validate_sparse(idx, cnt, space.K, space.L0)
+        row = np.zeros((1, space.K), dtype=np.int64)
+        row[0, idx] = cnt
+        space.validate(row)
+        return row[0]
     except codes.CodeFormatError as exc:
         raise bad_input(f"codes[{i}] is not a code of this model: {exc}") from exc
     except OverflowError as exc:
-        raise bad_input(f"codes[{i}] is not a code of this model: indices must lie in [0, {K - 1}] "
-                        f"and counts sum to at most L0 = {L0}") from exc
+        raise bad_input(f"codes[{i}] is not a code of this model: indices must lie in [0, {space.K - 1}] "
+                        f"and counts sum to at most L0 = {space.L0}") from exc
 
 
-def as_counts(items: list[CodeIn], K: int, L0: int, max_batch: int) -> F32:
-    """Validated (B, K) float32 counts from codes in either form."""
+def as_counts(items: list[CodeIn], manifest: Manifest, max_batch: int, fmt: Format = "v1") -> F32:
+    """Validated (B, K) float32 counts from codes in either form (`binary` in the format fmt)."""
     check_batch(len(items), max_batch, "code")
-    z = np.zeros((len(items), K), dtype=np.float32)
+    check_format(fmt, manifest)
+    z = np.zeros((len(items), manifest.K), dtype=np.float32)
     for i, item in enumerate(items):
-        idx, cnt = _sparse(i, item, K, L0)
-        z[i] = codes.to_dense(idx, cnt, K)
+        z[i] = _counts(i, item, manifest, fmt)
     return z

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from bundle.formats import Format
+
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Vector = list[FiniteFloat]
 FINGERPRINT = r"^[0-9a-f]{64}$"
@@ -36,7 +38,13 @@ class VectorsRequest(_Request):
         return [self.vector] if self.vector is not None else self.vectors or []
 
 
+FORMAT_DESCRIPTION = ("binary code format (bundle.formats): v1 (version byte, n, indices, counts), enum (the "
+                      "code's fixed-length index in its code space), range (range-coded under the bundle's "
+                      "entropy model; bundles list theirs in /v1/models)")
+
+
 class EncodeRequest(VectorsRequest):
+    format: Format = Field("v1", description=FORMAT_DESCRIPTION)
     stochastic: bool = Field(False, strict=True, description="sample the code from q instead of its mode")
     seed: int | None = Field(None, ge=0, lt=2**63, strict=True,
                              description="seed of a stochastic code (same seed, same codes)")
@@ -65,6 +73,7 @@ class CodeIn(_Request):
 
 class DecodeRequest(_Request):
     fingerprint: str = Field(pattern=FINGERPRINT, description="fingerprint of the model that made the codes")
+    format: Format = Field("v1", description="format of the codes given as `binary`; " + FORMAT_DESCRIPTION)
     codes: list[CodeIn]
 
 
@@ -73,8 +82,8 @@ class CodeOut(BaseModel):
     counts: list[int] = Field(description="their counts (sum = L_hat)")
     L_hat: int = Field(description="active slots, the sum of the counts")
     nnz: int = Field(description="number of non-zero entries")
-    binary: str = Field(description="base64 of the binary format version 1")
-    size_bytes: int = Field(description="length of the binary code: 2 + nnz * (index width + 1)")
+    binary: str = Field(description="base64 of the code in the response's format")
+    size_bytes: int = Field(description="length of the binary code in bytes (v1: 2 + nnz * (index width + 1))")
 
 
 class EncodeResponse(BaseModel):
@@ -113,6 +122,8 @@ class ModelInfo(BaseModel):
     K: int
     L0: int
     per_slot: bool
+    partitions: int
+    formats: list[str] = Field(description="the binary code formats this model serves")
     likelihood: str
     provider: str = Field(description="the onnxruntime execution provider really used")
     labels: list[str] | None

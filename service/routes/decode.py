@@ -26,7 +26,7 @@ async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, se
         hint = f"; they are codes of model {owner!r}: use ?model={owner}" if owner else ""
         raise ServiceError(409, "fingerprint_mismatch", f"the codes were made by the model with fingerprint "
                            f"{body.fingerprint[:12]}..., not by {model.name!r} ({m.fingerprint[:12]}...){hint}")
-    z = as_counts(body.codes, m.K, m.L0, settings.max_batch)
+    z = as_counts(body.codes, m, settings.max_batch, body.format)
     x_hat = await offload(lambda: model.decode(z), settings.request_timeout_s)
     metrics.batch_size.labels(endpoint="/decode", model=model.name).observe(len(z))
     # built without re-validation: B x D floats the model itself produced

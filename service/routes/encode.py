@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from service.deps import MetricsDep, ModelDep, SettingsDep
 from service.errors import ERROR_RESPONSES
 from service.fastjson import FastJSONRoute
-from service.inference import as_matrix, codes_out, offload
+from service.inference import as_matrix, check_format, codes_out, offload
 from service.schemas import CodeOut, EncodeRequest, EncodeResponse
 
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
@@ -18,14 +18,16 @@ router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
 async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep,
                  metrics: MetricsDep) -> EncodeResponse:
     """Encode one vector (`vector`) or a batch (`vectors`) with the model named by `?model=`: the
-    deterministic code (the posterior's mode), or with `stochastic` a sample, reproducible with `seed`."""
+    deterministic code (the posterior's mode), or with `stochastic` a sample, reproducible with `seed`;
+    `binary` in the requested `format`."""
     m = model.manifest
     x = as_matrix(body.rows(), m.D, settings.max_batch)
+    check_format(body.format, m)
     rng = np.random.default_rng(body.seed) if body.stochastic else None
 
     def run() -> list[CodeOut]:
         L_hat, counts = model.encode(x, rng)
-        return codes_out(L_hat, counts, m.K)
+        return codes_out(L_hat, counts, m, body.format)
 
     out = await offload(run, settings.request_timeout_s)
     metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(out))
