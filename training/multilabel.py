@@ -36,7 +36,7 @@ from bundle.manifest import Manifest
 from model.con import ConConfig, SDLGMCon
 from model.dis import DisConfig, SDLGMDis
 from model.gen import GenConfig, SDLGMGen
-from training.datasets import MultiLabelData, drop_unlabelled
+from training.datasets import MultiLabelData, drop_unlabelled, safe_std
 from training.evaluate import f1_scores
 
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 11)]  # 0.05 .. 0.5
@@ -162,7 +162,7 @@ def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.nda
     dis = model if isinstance(model, SDLGMDis) else model.dis
     mean, std = X_train_raw.mean(0), X_train_raw.std(0)
     dis.x_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-    dis.x_std.copy_(torch.from_numpy(np.where(std < 1e-6, 1.0, std).astype(np.float32)))
+    dis.x_std.copy_(torch.from_numpy(safe_std(std).astype(np.float32)))
     return export_bundle(dis, out_dir, name, "0.1.0", data.feature_names,
                          training={"variant": variant, "protocol": "training/multilabel.py"},
                          labels=data.label_names, thresholds=[threshold] * dis.cfg.K,
@@ -273,8 +273,7 @@ class Fold:
 
 
 def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = X_train.mean(0), X_train.std(0)
-    std = np.where(std < 1e-6, 1.0, std)
+    mean, std = X_train.mean(0), safe_std(X_train.std(0))
     return (X_train - mean) / std, (X_test - mean) / std
 
 

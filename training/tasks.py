@@ -84,7 +84,6 @@ def _mulan(root: Path, cfg: DataConfig, seed: int) -> Task:
     va, tr = order[:n_valid], order[n_valid:]
     X, Y = train.X, train.Y
     mean = X[tr].mean(0).astype(np.float32)
-    std = X[tr].std(0).astype(np.float32)
-    std = np.where(std < 1e-6, 1.0, std).astype(np.float32)
+    std = datasets.safe_std(X[tr].std(0).astype(np.float32)).astype(np.float32)
     return Task(X[tr], X[va], test.X, train.feature_names, "labels", mean, std,
                 y_train=Y[tr], y_valid=Y[va], y_test=test.Y, label_names=train.label_names)
