@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from model import registry
 from model.count import SIDE
-from model.family import Batch, DataShape, Family, SparseModel
+from model.family import Batch, DataShape, Family, Generative, SparseModel, Supervised
 from training.config import RunConfig, saved_config
 from training.loop import Loop, LoopConfig, read_checkpoint, save_checkpoint
 
@@ -46,6 +46,20 @@ def _data(family: Family[Any], shape: DataShape, n: int = 16) -> tuple[torch.Ten
 
 def test_every_registered_kind_has_a_tiny_case() -> None:
     assert set(TINY) == set(registry.kinds())
+
+
+@pytest.mark.parametrize("kind", list(TINY))
+def test_each_family_keeps_the_contract_its_targets_and_graphs_need(kind: str) -> None:
+    """Evaluation reads a generative model of unlabelled data and a supervised one of label sets; export
+    runs the graphs of the family's roles on what the model deploys."""
+    family = registry.family(kind)
+    needed = {"none": Generative, "labels": Supervised, "counts": SparseModel}[family.targets]
+    assert issubclass(family.model, needed) and family.kind == kind
+    options, shape = TINY[kind]
+    coder = family.build(shape, **options).deployed()
+    assert (coder is None) == (not family.graphs)
+    if "decoder" in family.graphs:
+        assert callable(getattr(coder, "reconstruct", None)) and callable(getattr(coder, "decoder_scale", None))
 
 
 @pytest.mark.parametrize("kind", list(TINY))

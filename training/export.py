@@ -166,9 +166,10 @@ def export_trained(cfg: RunConfig, model: SparseModel, temps: Temperatures, step
                    name: str | None = None, version: str | None = None) -> Manifest:
     """A trained run's bundle (name and version from its config unless given), evaluated on the task's test
     split; a label model's threshold is the grid's best on validation, the same for every label."""
+    family = registry.family_of(model)
     labels = thresholds = None
-    if registry.family_of(model).targets == "labels":
-        t = choose_threshold(registry.family_of(model).of(model), task, cfg.train.threshold_grid)
+    if family.targets == "labels":
+        t = choose_threshold(family.of(model), task, cfg.train.threshold_grid)
         labels, thresholds = task.label_names, [t] * len(task.label_names or [])
     training = {"config": cfg.model_dump(mode="json"), "step": step, **temps.current(step)}
     return export_bundle(model, out_dir, name or cfg.name, version or cfg.version, task.feature_names, task.test,
