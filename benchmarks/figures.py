@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from model import sdlgm  # noqa: E402
 from model.sdlgm import SDLGM  # noqa: E402
 from training import datasets  # noqa: E402
 from training.config import load_config  # noqa: E402
@@ -40,17 +41,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def mnist_model(checkpoint: Path, iterations: int, runs: Path) -> tuple[SDLGM, str]:
     if checkpoint.is_file():
-        _, model, _, ck = load_checkpoint(checkpoint)
-        if isinstance(model, SDLGM):
+        saved, model, _, ck = load_checkpoint(checkpoint)
+        if saved.model.kind == sdlgm.FAMILY.kind:
             shown = checkpoint.resolve()
             shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
-            return model.eval(), f"Table I's SDLGM, {shown}, step {ck['step']}"
+            return sdlgm.FAMILY.of(model).eval(), f"Table I's SDLGM, {shown}, step {ck['step']}"
     cfg = load_config(ROOT / "configs" / "mnist-sdlgm.yaml", {"train.iterations": iterations,
                                                               "train.eval_every": iterations,
                                                               "train.checkpoint_every": iterations})
     model, _ = train(cfg, load_task(cfg.data), runs, progress=False, evaluate_valid=False)
-    assert isinstance(model, SDLGM)
-    return model.eval(), f"a quick SDLGM, {iterations} iterations"
+    return sdlgm.FAMILY.of(model).eval(), f"a quick SDLGM, {iterations} iterations"
 
 
 def fig3(model: SDLGM, x_all: np.ndarray, out: Path, source: str, n: int = 10) -> None:

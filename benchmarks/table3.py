@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in range(reruns):
         t = time.perf_counter()
         net = counting.train_counter(train, epochs=epochs, seed=args.seed + r)
-        pred = net.predict(counting.as_input(test.images)).numpy()
+        pred = counting.predict(net, counting.as_input(test.images)).numpy()
         t_sdlgm += time.perf_counter() - t
         t = time.perf_counter()
         forest = counting.forest_counts(train, test, trees=trees, seed=args.seed + r, jobs=args.threads)

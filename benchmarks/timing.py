@@ -1,7 +1,7 @@
 """Timing: milliseconds per training iteration of the SDLGM (K=200, L0=40, the paper's MNIST architecture)
 and of the Gumbel-Softmax VAE (20 x 10), batch 100, straight-through estimator, in the same process.
 
-Each repetition times `--iters` Adam steps of every method in turn (interleaved, so load on the machine
+Each repetition times `--iters` steps of the training loop (training.loop: Adam) of every method in turn (interleaved, so load on the machine
 hits all alike); the figure is the median over repetitions. The paper: 0.013 s against 0.009 s, a
 ratio of 1.44. "SDLGM" is the model as the trainer runs it (its straight-through slots go through
 `model.fused`); a second row times the plain-autograd slot sampler `sample_code_autograd` (the same
@@ -25,11 +25,14 @@ from typing import Any
 
 import torch
 
-from model.gsvae import GSVAE, GSVAEConfig
-from model.sdlgm import SDLGM, SDLGMConfig, sample_code_autograd
+from model import gsvae, sdlgm
+from model.family import Batch, DataShape, Generative
+from model.sdlgm import sample_code_autograd
 from training import datasets
+from training.loop import Loop, LoopConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+MNIST = DataShape(D=784)  # the paper's MNIST architecture (the families' defaults), Bernoulli pixels
 PAPER = {"SDLGM": 13.0, "GS-VAE 20x10": 9.0}
 
 
@@ -39,29 +42,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_fn(model: torch.nn.Module, x: torch.Tensor, autograd_slots: bool = False) -> Callable[[int], None]:
-    """One Adam step on a minibatch drawn from x (on x's device), straight-through at tau = 1."""
+def step_fn(model: Generative, x: torch.Tensor, steps: int, autograd_slots: bool = False) -> Callable[[], None]:
+    """One step of the training loop (Adam, batches of 100 drawn with replacement, straight-through at
+    tau = 1) on x's device; `steps` is the number the caller will take."""
     model.to(x.device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
     if autograd_slots:
-        assert isinstance(model, SDLGM)
-        model.sample_code = lambda pi, lam, tau, tau_z, mode: sample_code_autograd(  # type: ignore[method-assign]
-            pi, lam, tau, tau_z, mode, model.cfg.L0)
+        net = sdlgm.FAMILY.of(model)
+        net.sample_code = lambda pi, lam, tau, tau_z, mode: sample_code_autograd(  # type: ignore[method-assign]
+            pi, lam, tau, tau_z, mode, net.cfg.L0)
+    loop = Loop(LoopConfig(steps=steps, batch_size=100, order="replacement"), model.parameters(), len(x),
+                lambda idx, _: model.loss(Batch(x[idx.to(x.device)])), [model])
 
-    def step(batch: int) -> None:
-        idx = torch.randint(len(x), (batch,), generator=gen).to(x.device)
-        loss = -model(x[idx], 1.0, 1.0, "st")["elbo"].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step() -> None:
+        loop.one_step()
 
     return step
 
 
 def profile_sdlgm(x: torch.Tensor, iters: int) -> dict[str, float]:
     """Share of an SDLGM training step spent in sample_code, forward and backward (ms per call)."""
-    model = SDLGM(SDLGMConfig(D=784)).to(x.device)
+    model = sdlgm.FAMILY.build(MNIST).to(x.device)
     xb = x[:100]
     pi, lam = model.pi_logits(xb), model.lambda_logits(xb)
     out: dict[str, float] = {}
@@ -82,20 +82,21 @@ def time_methods(x: torch.Tensor, threads: int, reps: int, iters: int) -> list[d
     """ms per iteration of every method at one torch thread count, interleaved; one row per method."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    n = 1 + reps * iters  # a warm-up step, then the timed ones
     steps = {
-        "SDLGM": step_fn(SDLGM(SDLGMConfig(D=784)), x),
-        "SDLGM, plain-autograd slot sampler": step_fn(SDLGM(SDLGMConfig(D=784)), x, autograd_slots=True),
-        "GS-VAE 20x10": step_fn(GSVAE(GSVAEConfig(D=784)), x),
+        "SDLGM": step_fn(sdlgm.FAMILY.build(MNIST), x, n),
+        "SDLGM, plain-autograd slot sampler": step_fn(sdlgm.FAMILY.build(MNIST), x, n, autograd_slots=True),
+        "GS-VAE 20x10": step_fn(gsvae.FAMILY.build(MNIST), x, n),
     }
     times: dict[str, list[float]] = {k: [] for k in steps}
     for fn in steps.values():  # warm-up
-        fn(100)
+        fn()
     sync(x.device)
     for _ in range(reps):
         for name, fn in steps.items():
             t0 = time.perf_counter()
             for _ in range(iters):
-                fn(100)
+                fn()
             sync(x.device)
             times[name].append(1000 * (time.perf_counter() - t0) / iters)
     base = statistics.median(times["GS-VAE 20x10"])

@@ -19,6 +19,7 @@ from bundle.formats import FORMATS, CodeSpace, EntropyModel, Format
 SCHEMA_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
 GRAPH_ROLES = ("encoder", "sparsity", "decoder")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # a model's name: the bundle's directory, `?model=NAME`
 
 
 class BundleError(ValueError):
@@ -64,7 +65,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    name: str = Field(pattern=NAME_PATTERN)
     version: str = Field(min_length=1, max_length=64)
     fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
     kind: Literal["sdlgm", "sdlgm-dis"] = "sdlgm"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bundle.manifest import load_manifest
-from training.config import RunConfig
+from training.config import saved_config
 from training.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     m = load_manifest(ROOT / "models" / "kpi5g")
-    task = load_task(RunConfig.model_validate(m.training["config"]).data)
+    task = load_task(saved_config(m.training["config"]).data)
     body = {"vector": [round(float(v), 3) for v in task.test[0]]}
     (ROOT / "docs" / "examples" / "window.json").write_text(json.dumps(body) + "\n")
     return 0

@@ -35,9 +35,11 @@ def multinomial_mode(logits: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return counts
 
 
-def gate_probability(lambda_logits: torch.Tensor) -> torch.Tensor:
-    """(B, 2) logits (off, on) -> (B,) lambda in float64."""
-    lg = lambda_logits.double()
+def gate_probability(lambda_logits: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """(B, 2) logits (off, on) -> (B,) lambda = sigmoid(on - off), the one rule for the gate probability.
+    Computed in float64 by default, as bundle.codes does (the code must agree with numpy's); the models'
+    label probabilities and importance samples ask for their own dtype."""
+    lg = lambda_logits.to(dtype)
     return torch.sigmoid(lg[:, 1] - lg[:, 0])
 
 

@@ -8,17 +8,21 @@ with p(y) the SDLGM code prior (model.gen.log_code_prior), the exact discrete KL
 (as in model.sdlgm) and log q(y | x) SDLGM-Dis's exact likelihood. Because the trunk is shared, the
 generative terms shape the features that q(y | x) reads (unlike SDLGM-Gen, whose encoder is separate).
 The supervised half exports like SDLGM-Dis (`self.dis`: its encoder and sparsity net read the trunk).
+FAMILY registers the kind "sdlgm-con".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from model import codes
 from model.dis import DisConfig, SDLGMDis
+from model.family import Batch, DataShape, Family, Options, Supervised, Widths
 from model.fused import sample_code_fused
 from model.gen import log_code_prior
 from model.relax import kl_bernoulli, kl_categorical_uniform
@@ -39,7 +43,7 @@ class ConConfig:
     tau: float = 1.0
 
 
-class SDLGMCon(nn.Module):
+class SDLGMCon(Supervised):
     cfg: ConConfig
 
     def __init__(self, cfg: ConConfig) -> None:
@@ -69,12 +73,51 @@ class SDLGMCon(nn.Module):
         """log p(x | y, z); (B,)."""
         return log_likelihood(x, self.decoder(torch.cat([y.to(x.dtype), z], -1)), "gaussian", self.log_scale)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per row, for one sample of z: recon log p(x | y, z), log_prior log p(y), kl_z, label_ll
+        log q(y | x) and the objective of the module docstring; "loss" is the objective's mean."""
+        x, y = batch.x, batch.targets("sdlgm-con")
         pi_z, lam_z = self.z_logits(x)
         z, _ = sample_code_fused(pi_z, lam_z, self.cfg.tau, self.cfg.tau, self.cfg.L0z)
         yf = y.to(x.dtype)
-        return (-self.recon(x, yf, z) - log_code_prior(yf, self.cfg.L0, self.cfg.lambda0)
-                + self.kl_z(pi_z, lam_z) - self.cfg.alpha * self.dis.log_likelihood(x, y))
+        recon = self.recon(x, yf, z)
+        log_prior = log_code_prior(yf, self.cfg.L0, self.cfg.lambda0)
+        kl_z = self.kl_z(pi_z, lam_z)
+        label_ll = self.dis.log_likelihood(x, y)
+        objective = -recon - log_prior + kl_z - self.cfg.alpha * label_ll
+        return {"loss": objective.mean(), "objective": objective, "recon": recon, "log_prior": log_prior,
+                "kl_z": kl_z, "label_ll": label_ll}
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dis.encode(x)
+
+    def deployed(self) -> SDLGMDis:
+        return self.dis
+
+    def label_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.dis.log_likelihood(x, y)
 
     def label_probability(self, x: torch.Tensor) -> torch.Tensor:
         return self.dis.label_probability(x)
+
+
+class ConOptions(Options):
+    """`model:` of kind sdlgm-con; D and K (the number of labels) come from the data."""
+
+    kind: Literal["sdlgm-con"] = "sdlgm-con"
+    L0: int = Field(gt=0, le=255)
+    Kz: int = Field(ConConfig.Kz, gt=1)
+    L0z: int = Field(ConConfig.L0z, gt=0)
+    encoder: Widths = Field(ConConfig.encoder, min_length=1)  # the shared trunk
+    decoder: Widths = ConConfig.decoder
+    lambda0: float = Field(ConConfig.lambda0, gt=0, lt=1)
+    alpha: float = Field(ConConfig.alpha, ge=0)
+    tau: float = Field(ConConfig.tau, gt=0)
+
+    def config(self, shape: DataShape) -> ConConfig:
+        return ConConfig(D=shape.D, K=shape.classes(self.kind), L0=self.L0, Kz=self.Kz, L0z=self.L0z,
+                         encoder=self.encoder, decoder=self.decoder, lambda0=self.lambda0, alpha=self.alpha,
+                         tau=self.tau)
+
+
+FAMILY = Family("sdlgm-con", SDLGMCon, ConConfig, ConOptions, targets="labels", graphs=("encoder", "sparsity"))

@@ -4,16 +4,20 @@ The labels y (a set, |y| <= L0) are the observed code, so the likelihood is exac
   log q(y | x) = log Binomial(|y|; L0, lambda) + log(|y|!) + sum_{k in y} log pi_k
 (the code has count 1 at each label of y: L = |y| active gates, and a multinomial over their slots).
 Prediction: P(k in code) = 1 - (1 - lambda pi_k)^L0, thresholded per label, and the predicted count.
+FAMILY registers the kind "sdlgm-dis"; its bundle is the encoder and sparsity graphs (no decoder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from pydantic import Field
 
+from model import codes
+from model.family import Batch, DataShape, Family, Options, Supervised, Widths
 from model.sdlgm import mlp
 
 
@@ -47,7 +51,7 @@ def count_log_likelihood(pi_logits: torch.Tensor, lambda_logits: torch.Tensor, c
             - torch.lgamma(c + 1).sum(-1) + (c * log_pi).sum(-1))
 
 
-class SDLGMDis(nn.Module):
+class SDLGMDis(Supervised):
     cfg: DisConfig
     x_mean: torch.Tensor
     x_std: torch.Tensor
@@ -70,12 +74,42 @@ class SDLGMDis(nn.Module):
         """log q(y | x) for binary label vectors y (B, K) with |y| <= L0; (B,)."""
         return count_log_likelihood(self.pi_logits(x), self.lambda_logits(x), y, self.cfg.L0)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """-log q(y | x) per row (B,): the training loss, as SDLGMGen.loss and SDLGMCon.loss."""
-        return -self.log_likelihood(x, y)
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """-log q(y | x) per row ("nll") and its mean ("loss")."""
+        nll = -self.log_likelihood(batch.x, batch.targets("sdlgm-dis"))
+        return {"loss": nll.mean(), "nll": nll}
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The deterministic code: the predicted label count L_hat and the most likely label set."""
+        return codes.deterministic_code(self.pi_logits(x), self.lambda_logits(x), self.cfg.L0)
+
+    def deployed(self) -> SDLGMDis:
+        return self
+
+    def label_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.log_likelihood(x, y)
 
     @torch.no_grad()
     def label_probability(self, x: torch.Tensor) -> torch.Tensor:
-        lam = torch.sigmoid(self.lambda_logits(x).diff(dim=-1))  # (B, 1)
+        lam_logits = self.lambda_logits(x)
+        lam = codes.gate_probability(lam_logits, lam_logits.dtype)[:, None]  # (B, 1)
         pi = F.softmax(self.pi_logits(x), -1)
         return 1 - (1 - lam * pi) ** self.cfg.L0
+
+
+class DisOptions(Options):
+    """`model:` of kind sdlgm-dis; D and K (the number of labels) come from the data."""
+
+    kind: Literal["sdlgm-dis"] = "sdlgm-dis"
+    L0: int = Field(gt=0, le=255)
+    encoder: Widths = DisConfig.encoder
+    sparsity: Widths = DisConfig.sparsity
+    lambda0: float = Field(DisConfig.lambda0, gt=0, lt=1)
+
+    def config(self, shape: DataShape) -> DisConfig:
+        return DisConfig(D=shape.D, K=shape.classes(self.kind), L0=self.L0, encoder=self.encoder,
+                         sparsity=self.sparsity, lambda0=self.lambda0)
+
+
+FAMILY = Family("sdlgm-dis", SDLGMDis, DisConfig, DisOptions, targets="labels", graphs=("encoder", "sparsity"))

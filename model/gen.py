@@ -9,18 +9,22 @@ labels, weighted by alpha (as in semi-supervised VAEs):
   loss(x, y) = -log p(x | y) - log p(y) - alpha log q(y | x).
 Prediction uses the encoder: P(k in code) = 1 - (1 - lambda pi_k)^L0, like SDLGM-Dis. With every label
 observed the decoder and encoder share no parameter, so the predictions are SDLGM-Dis's up to training
-noise; the decoder adds p(x | y), i.e. features generated from a label set.
+noise; the decoder adds p(x | y), i.e. features generated from a label set. FAMILY registers the kind
+"sdlgm-gen"; its bundle is its encoder q(y | x), exported like SDLGM-Dis's (`self.dis`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from model.dis import DisConfig, SDLGMDis, log_binomial
+from model.family import Batch, DataShape, Family, Options, Supervised, Widths
 from model.sdlgm import log_likelihood, mlp
 
 
@@ -45,7 +49,7 @@ def log_code_prior(y: torch.Tensor, L0: int, lambda0: float) -> torch.Tensor:
             + torch.lgamma(n + 1) - n * math.log(K))
 
 
-class SDLGMGen(nn.Module):
+class SDLGMGen(Supervised):
     cfg: GenConfig
 
     def __init__(self, cfg: GenConfig) -> None:
@@ -56,15 +60,45 @@ class SDLGMGen(nn.Module):
         self.decoder = mlp([cfg.K, *cfg.decoder, cfg.D])
         self.log_scale = nn.Parameter(torch.zeros(cfg.D))
 
-    def log_joint(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """log p(x, y) for standardized x (B, D) and labels y (B, K); (B,)."""
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per row: recon log p(x | y), log_prior log p(y), label_ll log q(y | x) and the objective
+        -log p(x, y) - alpha log q(y | x); "loss" is the objective's mean."""
+        x, y = batch.x, batch.targets("sdlgm-gen")
         yf = y.to(x.dtype)
-        return (log_likelihood(x, self.decoder(yf), "gaussian", self.log_scale)
-                + log_code_prior(yf, self.cfg.L0, self.cfg.lambda0))
+        recon = log_likelihood(x, self.decoder(yf), "gaussian", self.log_scale)
+        log_prior = log_code_prior(yf, self.cfg.L0, self.cfg.lambda0)
+        label_ll = self.dis.log_likelihood(x, y)
+        objective = -(recon + log_prior) - self.cfg.alpha * label_ll
+        return {"loss": objective.mean(), "objective": objective, "recon": recon, "log_prior": log_prior,
+                "label_ll": label_ll}
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """-log p(x, y) - alpha log q(y | x); (B,)."""
-        return -self.log_joint(x, y) - self.cfg.alpha * self.dis.log_likelihood(x, y)
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dis.encode(x)
+
+    def deployed(self) -> SDLGMDis:
+        return self.dis
+
+    def label_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.dis.log_likelihood(x, y)
 
     def label_probability(self, x: torch.Tensor) -> torch.Tensor:
         return self.dis.label_probability(x)
+
+
+class GenOptions(Options):
+    """`model:` of kind sdlgm-gen; D and K (the number of labels) come from the data."""
+
+    kind: Literal["sdlgm-gen"] = "sdlgm-gen"
+    L0: int = Field(gt=0, le=255)
+    encoder: Widths = GenConfig.encoder
+    sparsity: Widths = GenConfig.sparsity
+    decoder: Widths = GenConfig.decoder
+    lambda0: float = Field(GenConfig.lambda0, gt=0, lt=1)
+    alpha: float = Field(GenConfig.alpha, ge=0)
+
+    def config(self, shape: DataShape) -> GenConfig:
+        return GenConfig(D=shape.D, K=shape.classes(self.kind), L0=self.L0, encoder=self.encoder,
+                         sparsity=self.sparsity, decoder=self.decoder, lambda0=self.lambda0, alpha=self.alpha)
+
+
+FAMILY = Family("sdlgm-gen", SDLGMGen, GenConfig, GenOptions, targets="labels", graphs=("encoder", "sparsity"))

@@ -5,7 +5,8 @@ Posterior: q(w_l) = Bern(lambda(x)) from the sparsity net h, q(z_l) = Cat(pi(x))
 i.i.d. over l (or, in the per-slot variant, one pi_l per slot).
 ELBO per observation: E_q[log p(x|z)] - L0 KL(Bern(lambda) || Bern(lambda0)) - sum_l KL(Cat(pi_l) || Cat(1/K)).
 
-The config is a frozen dataclass saved inside every checkpoint, so a checkpoint alone rebuilds the model.
+The config is a frozen dataclass saved inside every checkpoint, so a checkpoint alone rebuilds the model;
+FAMILY registers the kind "sdlgm" (`model.registry`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from model import codes
+from model.family import Batch, DataShape, Family, Generative, Options, Widths
 from model.fused import sample_code_fused
 from model.relax import Mode, kl_bernoulli, kl_categorical_uniform, sample_one_hot
 
@@ -72,7 +75,7 @@ def sample_code_autograd(
     return (w.unsqueeze(-1) * z_l).sum(1), w.sum(-1)
 
 
-class SDLGM(nn.Module):
+class SDLGM(Generative):
     cfg: SDLGMConfig
     x_mean: torch.Tensor
     x_std: torch.Tensor
@@ -137,14 +140,39 @@ class SDLGM(nn.Module):
             "z": z,
         }
 
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """-ELBO averaged over the batch ("loss") beside the ELBO terms per row."""
+        out = self(batch.x, batch.tau, batch.tau_z, batch.mode)
+        return {"loss": -out["elbo"].mean(), **{k: v for k, v in out.items() if k != "z"}}
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The deterministic code for standardized x: (L_hat (B,), counts (B, K))."""
         return codes.deterministic_code(self.pi_logits(x), self.lambda_logits(x), self.cfg.L0)
 
+    def deployed(self) -> SDLGM:
+        return self
+
     def decode_out(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder output for counts (B, K): Bernoulli logits, or the standardized Gaussian mean."""
         return self.decoder(z)
+
+    def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
+        """What the bundle's decoder graph gives for counts (B, K): Bernoulli probabilities, or the
+        Gaussian mean in original units."""
+        out = self.decoder(z)
+        if self.cfg.likelihood == "bernoulli":
+            return torch.sigmoid(out)
+        return out * self.x_std + self.x_mean
+
+    def decoder_scale(self) -> list[float] | None:
+        """The Gaussian decoder's learned scale in original units (None for Bernoulli data)."""
+        if self.log_scale is None:
+            return None
+        return (torch.exp(self.log_scale.detach()) * self.x_std).tolist()
+
+    def recon_log_likelihood(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return log_likelihood(x, out, self.cfg.likelihood, self.log_scale)
 
     def standardize(self, x_raw: torch.Tensor) -> torch.Tensor:
         return (x_raw - self.x_mean) / self.x_std
@@ -165,3 +193,42 @@ class SDLGM(nn.Module):
         else:
             log_q_z = torch.gather(logp.unsqueeze(0).expand(slots.shape[0], -1, -1), 2, slots)
         return (log_p_w - log_q_w - math.log(cfg.K) - log_q_z).sum(-1)
+
+    @torch.no_grad()
+    def importance_samples(self, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """S hard samples of the code from q: counts z (S, B, K) and log p(w, z) - log q(w, z | x) (S, B)."""
+        cfg = self.cfg
+        pi, lam = self.pi_logits(x), self.lambda_logits(x)
+        B = x.shape[0]
+        p_on = codes.gate_probability(lam, lam.dtype)  # (B,)
+        w = (torch.rand(samples, B, cfg.L0) < p_on[None, :, None]).float()
+        probs = torch.softmax(pi, -1)
+        if cfg.per_slot:
+            slots = torch.multinomial(probs.reshape(-1, cfg.K), samples, replacement=True)  # (B*L0, S)
+            slots = slots.view(B, cfg.L0, samples).permute(2, 0, 1)
+        else:
+            slots = torch.multinomial(probs, samples * cfg.L0, replacement=True).view(B, samples, cfg.L0)
+            slots = slots.permute(1, 0, 2)  # (S, B, L0)
+        z = torch.zeros(samples, B, cfg.K).scatter_add_(2, slots, w)
+        return z, self.log_prior_over_q(w, slots, pi, lam)
+
+
+class SDLGMOptions(Options):
+    """`model:` of kind sdlgm; D and the likelihood come from the data."""
+
+    kind: Literal["sdlgm"] = "sdlgm"
+    K: int = Field(SDLGMConfig.K, gt=1)
+    L0: int = Field(SDLGMConfig.L0, gt=0, le=255)
+    lambda0: float = Field(SDLGMConfig.lambda0, gt=0, lt=1)
+    encoder: Widths = SDLGMConfig.encoder
+    sparsity: Widths = SDLGMConfig.sparsity
+    decoder: Widths = SDLGMConfig.decoder
+    per_slot: bool = SDLGMConfig.per_slot
+
+    def config(self, shape: DataShape) -> SDLGMConfig:
+        return SDLGMConfig(D=shape.D, K=self.K, L0=self.L0, lambda0=self.lambda0, encoder=self.encoder,
+                           sparsity=self.sparsity, decoder=self.decoder, likelihood=shape.likelihood,
+                           per_slot=self.per_slot)
+
+
+FAMILY = Family("sdlgm", SDLGM, SDLGMConfig, SDLGMOptions, targets="none", graphs=("encoder", "sparsity", "decoder"))

@@ -15,8 +15,10 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bundle import manifest
+
 ENV_PREFIX = "SDLGM_"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(manifest.NAME_PATTERN)
 
 
 def _check_name(name: str) -> str:

@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.counting import (
-    BLANK,
-    SIDE,
-    count_log_likelihood,
-    make_composites,
-    split_composites,
-)
+from model.dis import count_log_likelihood
+from training.counting import BLANK, SIDE, make_composites, split_composites
 
 
 def _digits(n: int = 200) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import pytest
 
 from bundle.manifest import load_manifest
 from training.bundle_eval import bundle_evaluation
-from training.config import RunConfig
+from training.config import saved_config
 from training.tasks import load_task
 
 BUNDLE = Path(__file__).resolve().parents[1] / "models" / "kpi5g"
@@ -24,7 +24,7 @@ def test_committed_files_match_the_fingerprint_and_stay_small() -> None:
 
 def test_recorded_figures_match_a_fresh_evaluation() -> None:
     m = load_manifest(BUNDLE)
-    cfg = RunConfig.model_validate(m.training["config"])
+    cfg = saved_config(m.training["config"])
     task = load_task(cfg.data, cfg.train.seed)
     fresh = bundle_evaluation(BUNDLE, task.test, task.kpis)
     recorded = m.evaluation

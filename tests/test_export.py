@@ -19,6 +19,12 @@ from model.sdlgm import SDLGM, SDLGMConfig
 from training.export import DecoderGraph, ExportError, check_parity, export_bundle
 
 
+def _rows(model: SDLGM | SDLGMDis, n: int = 20) -> np.ndarray:
+    """Raw rows around the model's standardization, for the bundle's evaluation."""
+    rng = np.random.default_rng(1)
+    return (model.x_mean.numpy() + rng.normal(size=(n, model.cfg.D)) * model.x_std.numpy()).astype(np.float32)
+
+
 def _gaussian_model(per_slot: bool = False) -> SDLGM:
     torch.manual_seed(0)
     m = SDLGM(SDLGMConfig(D=12, K=40, L0=6, encoder=(32,), sparsity=(16,), decoder=(32,),
@@ -32,7 +38,7 @@ def _gaussian_model(per_slot: bool = False) -> SDLGM:
 def test_onnx_matches_torch_and_gives_the_identical_code(tmp_path: Path, per_slot: bool) -> None:
     model = _gaussian_model(per_slot)
     names = [f"f{i}" for i in range(12)]
-    manifest = export_bundle(model, tmp_path, "tiny", "1", names)
+    manifest = export_bundle(model, tmp_path, "tiny", "1", names, _rows(model))
     assert load_manifest(tmp_path) == manifest
     sess = {r: ort.InferenceSession(str(tmp_path / g.file)) for r, g in manifest.graphs.present().items()}
     rng = np.random.default_rng(0)
@@ -56,7 +62,7 @@ def test_onnx_matches_torch_and_gives_the_identical_code(tmp_path: Path, per_slo
 
 def test_decoder_gives_original_units(tmp_path: Path) -> None:
     model = _gaussian_model()
-    manifest = export_bundle(model, tmp_path, "tiny", "1", [f"f{i}" for i in range(12)])
+    manifest = export_bundle(model, tmp_path, "tiny", "1", [f"f{i}" for i in range(12)], _rows(model))
     sess = ort.InferenceSession(str(tmp_path / manifest.graphs.decoder.file))  # type: ignore[union-attr]
     z = np.zeros((1, 40), np.float32)
     with torch.no_grad():
@@ -69,14 +75,15 @@ def test_decoder_gives_original_units(tmp_path: Path) -> None:
 
 def test_dis_bundle_has_no_decoder_and_carries_labels(tmp_path: Path) -> None:
     model = SDLGMDis(DisConfig(D=5, K=3, L0=2, encoder=(8,), sparsity=(8,)))
-    manifest = export_bundle(model, tmp_path, "dis", "1", list("abcde"), labels=["x", "y", "z"],
+    manifest = export_bundle(model, tmp_path, "dis", "1", list("abcde"), _rows(model), labels=["x", "y", "z"],
                              thresholds=[0.3] * 3)
     assert manifest.graphs.decoder is None and manifest.kind == "sdlgm-dis"
     assert sorted(p.name.split("-")[0] for p in tmp_path.glob("*.onnx")) == ["encoder", "sparsity"]
 
 
 def test_tampered_graph_or_manifest_is_refused(tmp_path: Path) -> None:
-    export_bundle(_gaussian_model(), tmp_path, "tiny", "1", [f"f{i}" for i in range(12)])
+    model = _gaussian_model()
+    export_bundle(model, tmp_path, "tiny", "1", [f"f{i}" for i in range(12)], _rows(model))
     enc = next(tmp_path.glob("encoder-*.onnx"))
     data = bytearray(enc.read_bytes())
     data[-10] ^= 0xFF
@@ -103,7 +110,7 @@ def test_tampered_graph_or_manifest_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("role", ["encoder", "decoder"])
 def test_parity_check_refuses_graphs_that_differ_from_the_model(tmp_path: Path, role: str) -> None:
     model = _gaussian_model()
-    manifest = export_bundle(model, tmp_path, "tiny", "1", [f"f{i}" for i in range(12)])
+    manifest = export_bundle(model, tmp_path, "tiny", "1", [f"f{i}" for i in range(12)], _rows(model))
     x = np.repeat(model.x_mean.numpy()[None], 4, 0)
     assert max(check_parity(model, tmp_path, manifest, x).values()) <= 1e-5  # as exported: it passes
     net = model.encoder if role == "encoder" else model.decoder

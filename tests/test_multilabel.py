@@ -125,7 +125,7 @@ def test_hidden_zero_is_a_linear_encoder_and_trains() -> None:
 def test_f1_scores_agree_with_scikit_learn_and_the_harmonic_definition() -> None:
     from sklearn.metrics import f1_score, precision_score, recall_score
 
-    from training.evaluate import f1_scores
+    from training.bundle_eval import f1_scores
 
     rng = np.random.default_rng(0)
     y = rng.random((50, 6)) < 0.3

@@ -10,6 +10,7 @@ import torch
 from pydantic import ValidationError
 
 from bundle.manifest import load_manifest
+from training import counting, datasets
 from training.bundle_eval import bundle_evaluation
 from training.cli import main
 from training.config import RunConfig, load_config
@@ -61,6 +62,50 @@ def test_dis_on_emotions_trains_and_exports_with_labels(tmp_path: Path) -> None:
     m = load_manifest(bundle)
     assert m.labels is not None and len(m.labels) == 6 and m.thresholds is not None
     assert m.labels[0] == "amazed-suprised" and m.graphs.decoder is None
+
+
+@pytest.mark.parametrize("config, kind", [("configs/emotions-gen.yaml", "sdlgm-gen"),
+                                          ("configs/emotions-con.yaml", "sdlgm-con")])
+def test_gen_and_con_train_evaluate_and_export_from_their_configs(tmp_path: Path, config: str, kind: str) -> None:
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert main(["train", "--config", config, "--out", str(run), *TINY]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in lines] == [(15, "train"), (15, "valid"), (30, "train"), (30, "valid")]
+    assert {"objective", "recon", "label_ll"} <= set(lines[0]) and lines[1]["nll"] > 0
+    assert main(["eval", "--run", str(run)]) == 0
+    ev = json.loads((run / "eval-test.json").read_text())
+    cfg = load_config(config)
+    assert ev["threshold"] in cfg.train.threshold_grid and 0 < ev["micro_f1"] <= 1 and ev["nll"] > 0
+    assert main(["export", "--run", str(run), "--out", str(bundle)]) == 0
+    m = load_manifest(bundle)
+    assert m.kind == "sdlgm-dis" and m.graphs.decoder is None and m.labels is not None and len(m.labels) == 6
+    assert m.thresholds == [ev["threshold"]] * 6 and m.version == cfg.version
+    assert m.training["model"]["kind"] == kind and m.training["config"]["model"]["kind"] == kind  # type: ignore[index]
+    # the bundle's own F1 (onnxruntime, as /predict answers) is torch's up to float noise at the threshold
+    assert float(str(m.evaluation["micro_f1"])) == pytest.approx(ev["micro_f1"], abs=0.005)
+
+
+def test_count_trains_from_its_config_as_table3_trains_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    sets = ["data.n_train=200", "data.n_test=100", "train.iterations=6", "train.lr_drop.at=4", "train.eval_every=3"]
+    assert main(["train", "--config", "configs/digits-count.yaml", "--out", str(run), "--no-progress",
+                 *(a for s in sets for a in ("--set", s))]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in lines] == [(3, "train"), (6, "train")]  # composites: no valid split
+    assert main(["eval", "--run", str(run)]) == 0
+    ev = json.loads((run / "eval-test.json").read_text())
+    assert ev["rows"] == 100 and 0 <= ev["mse"] < 5 and 0 <= ev["exact_count_vector_accuracy"] <= 1
+    with pytest.raises(SystemExit, match="model kind count is a baseline and has no deployable bundle"):
+        main(["export", "--run", str(run), "--out", str(tmp_path / "bundle")])
+    # 6 steps of 100 of 200 composites are 3 epochs, the rate divided by 3 from epoch 2: Table III's recipe
+    images, labels = datasets.load_mnist_test(datasets.data_dir())
+    composites, test = counting.split_composites(images, labels, 200, 100, seed=0)
+    table3 = counting.train_counter(composites, epochs=3, seed=0)
+    _, model, _, _ = load_checkpoint(run / "checkpoint.pt")
+    for (k, a), b in zip(table3.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    pred = counting.predict(table3, counting.as_input(test.images)).numpy()
+    assert ev["mse"] == pytest.approx(counting.mse(pred, test.counts), rel=1e-12)
 
 
 @pytest.mark.parametrize("raw, message", [

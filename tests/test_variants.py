@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from model.con import ConConfig, SDLGMCon
+from model.family import Batch
 from model.fused import sample_code_fused
 from model.gen import GenConfig, SDLGMGen, log_code_prior
 from model.relax import exponential_like, gumbel_like
@@ -57,7 +58,7 @@ def test_gen_loss_is_minus_log_joint_minus_alpha_log_q() -> None:
         log_py = torch.log(torch.tensor(_code_law(K, L0, 0.5, [1 / K] * K)[c], dtype=torch.float64))
         want = -(log_px + log_py) - 2.5 * torch.log(torch.tensor(law_q[c], dtype=torch.float64))
         # model.dis.log_binomial takes lgamma(L0 + 1) in float32: agreement to 1e-6, not 1e-12
-        assert float(model.loss(x, y)[0]) == pytest.approx(float(want), abs=1e-6)
+        assert float(model.loss(Batch(x, y))["objective"][0]) == pytest.approx(float(want), abs=1e-6)
 
 
 @pytest.mark.parametrize("tau_z", [1.0, 0.6])
@@ -163,6 +164,6 @@ def test_con_loss_is_an_unbiased_estimate_of_its_exact_expectation() -> None:
         rest = (-log_code_prior(y, cfg.L0, cfg.lambda0) + model.kl_z(pi_z, lam_z)
                 - cfg.alpha * model.dis.log_likelihood(x, y))
         exact = -exact_recon + float(rest)
-        samples = torch.stack([model.loss(x, y)[0] for _ in range(1000)])
+        samples = torch.stack([model.loss(Batch(x, y))["objective"][0] for _ in range(1000)])
     se = float(samples.std()) / 1000**0.5
     assert abs(float(samples.mean()) - exact) < 5 * se + 1e-9

@@ -1,2 +1,3 @@
-"""Offline half of sdlgm: data (`datasets`), configs (`config`), training (`trainer`), evaluation
-(`evaluate`), export to an ONNX bundle (`export`) and the `sdlgm` command line (`cli`)."""
+"""Offline half of sdlgm: data (`datasets`, `tasks`), configs (`config`), the one training loop (`loop`),
+training of any model kind (`trainer`), evaluation (`evaluate`, `bundle_eval`), export to an ONNX bundle
+(`export`) and the `sdlgm` command line (`cli`)."""

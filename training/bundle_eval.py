@@ -1,6 +1,7 @@
 """Figures of an exported bundle measured the way the service computes them: onnxruntime graphs and the
 numpy deterministic code, no torch. These are what a bundle's manifest records under `evaluation`, and
-what the test of the committed default model recomputes."""
+what the test of the committed default model recomputes. A supervised bundle is scored on the labels it
+predicts (P(k in code) >= its threshold, as /predict answers)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,26 @@ def rmse_per_kpi(sq_err: np.ndarray, kpis: Sequence[str]) -> dict[str, float]:
     return {k: float(np.sqrt(per[:, :, i].mean())) for i, k in enumerate(kpis)}
 
 
-def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Reconstruction error in original units and the real size of the codes on rows x_raw (N, D)."""
+def f1_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Micro F1, macro F1 as the mean of per-label F1 (scikit-learn's), and macro F1 as the harmonic
+    mean of macro precision and macro recall (the sparsemax paper's definition)."""
+    y, pred = y.astype(bool), pred.astype(bool)
+    tp = (y & pred).sum(0).astype(float)
+    fp = (~y & pred).sum(0).astype(float)
+    fn = (y & ~pred).sum(0).astype(float)
+    micro = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1e-12)
+    denom = 2 * tp + fp + fn
+    per_label = np.where(denom > 0, 2 * tp / np.maximum(denom, 1e-12), 0.0)
+    prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-12), 0.0).mean()
+    rec = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1e-12), 0.0).mean()
+    harmonic = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
+    return {"micro_f1": float(micro), "macro_f1": float(per_label.mean()), "macro_f1_harmonic": float(harmonic)}
+
+
+def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...] | None = None,
+                      y: np.ndarray | None = None) -> dict[str, Any]:
+    """Reconstruction error in original units and the real size of the codes on rows x_raw (N, D); with
+    the rows' label sets y (N, K), a supervised bundle's F1 as well."""
     rt = open_bundle(bundle_dir)
     m = rt.manifest
     x = np.ascontiguousarray(x_raw, dtype=np.float32)
@@ -46,4 +65,7 @@ def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...]
             out["nrmse"] = float(np.sqrt((err / std**2).mean()))
         if kpis is not None:
             out["rmse_per_kpi"] = rmse_per_kpi(err, kpis)
+    if y is not None and m.thresholds is not None:
+        prob, _ = rt.predict(x)
+        out.update(f1_scores(y, prob >= np.asarray(m.thresholds)))
     return out

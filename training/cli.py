@@ -49,17 +49,12 @@ def _load_run(run: Path, data_dir: str | None) -> tuple[Any, Any, Any, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from model.dis import SDLGMDis
-    from training.evaluate import _evaluate_dis, choose_threshold, evaluate
-    from training.trainer import standardized
+    from training.evaluate import evaluate
 
     cfg, model, temps, (ck, task) = _load_run(Path(args.run), args.data_dir)
-    if isinstance(model, SDLGMDis):
-        t = choose_threshold(model, task, cfg.train.threshold_grid)
-        result = _evaluate_dis(model, task, args.split, standardized(task, getattr(task, args.split)), t)
-    else:
-        samples = args.is_samples if args.is_samples is not None else cfg.eval.is_samples
-        result = evaluate(model, task, args.split, temps, int(ck["step"]), samples, cfg.eval.is_limit)
+    samples = args.is_samples if args.is_samples is not None else cfg.eval.is_samples
+    result = evaluate(model, task, args.split, temps, int(ck["step"]), samples, cfg.eval.is_limit,
+                      threshold_grid=cfg.train.threshold_grid)
     result = {"run": args.run, "split": args.split, "step": int(ck["step"]), **result}
     (Path(args.run) / f"eval-{args.split}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
@@ -67,29 +62,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from model.dis import SDLGMDis
-    from model.sdlgm import SDLGM
-    from training.bundle_eval import bundle_evaluation
-    from training.evaluate import choose_threshold
-    from training.export import export_bundle
+    from training.export import ExportError, export_trained
 
     cfg, model, temps, (ck, task) = _load_run(Path(args.run), args.data_dir)
-    if not isinstance(model, SDLGM | SDLGMDis):
-        raise SystemExit(f"model kind {cfg.model.kind} is a baseline and has no deployable bundle")
     out = Path(args.out)
-    labels = thresholds = None
-    if isinstance(model, SDLGMDis):
-        t = choose_threshold(model, task, cfg.train.threshold_grid)
-        labels, thresholds = task.label_names, [t] * model.cfg.K
-    training_info = {"config": cfg.model_dump(mode="json"), "step": int(ck["step"]), **temps.current(int(ck["step"]))}
-    manifest = export_bundle(model, out, args.name or cfg.name, args.version or cfg.version, task.feature_names,
-                             training=training_info, labels=labels, thresholds=thresholds, probe=task.test[:64])
-    evaluation = {"split": "test", **bundle_evaluation(out, task.test, task.kpis)}
-    from bundle.manifest import write_manifest
-
-    manifest = manifest.model_copy(update={"evaluation": evaluation})
-    write_manifest(out, manifest)
-    print(json.dumps({"bundle": str(out), "fingerprint": manifest.fingerprint, "evaluation": evaluation}, indent=2))
+    try:
+        manifest = export_trained(cfg, model, temps, int(ck["step"]), task, out, args.name, args.version)
+    except ExportError as exc:
+        raise SystemExit(str(exc)) from exc
+    print(json.dumps({"bundle": str(out), "fingerprint": manifest.fingerprint, "evaluation": manifest.evaluation},
+                     indent=2))
     return 0
 
 

@@ -368,23 +368,22 @@ class KSparseAE(_SparseValues):
         self.params = {"K": K, "k": k, "value_bits": self.bits, "iterations": iterations}
 
     def _fit(self, x: np.ndarray) -> None:
+        from training.loop import Loop, LoopConfig, Schedule, run
+
         torch.manual_seed(self.seed)
-        self.net = _KSparseNet(x.shape[1], self.K, self.hidden)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        T = self.iterations
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.lr_final / self.lr + (
-            1 - self.lr_final / self.lr) * 0.5 * (1 + math.cos(math.pi * min(s, T) / T)))
+        self.net = net = _KSparseNet(x.shape[1], self.K, self.hidden)
         data = torch.from_numpy(x.astype(np.float32))
-        gen = torch.Generator().manual_seed(self.seed)
-        for step in range(T):
+        T = self.iterations
+
+        def step_loss(idx: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
             k = max(self.k, round(self.K - (self.K - self.k) * step / max(T // 2, 1)))
-            xb = data[torch.randint(len(data), (self.batch_size,), generator=gen)]
-            loss = ((self.net.decoder(self.net.top_k(self.net.encoder(xb), k)) - xb) ** 2).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        self.net.eval()
+            xb = data[idx]
+            return {"loss": ((net.decoder(net.top_k(net.encoder(xb), k)) - xb) ** 2).sum(1).mean()}
+
+        cfg = LoopConfig(steps=T, batch_size=self.batch_size, lr=self.lr, order="replacement", seed=self.seed,
+                         schedule=Schedule("cosine", lr_final=self.lr_final))
+        run(Loop(cfg, net.parameters(), len(data), step_loss, [net]))
+        net.eval()
         self.fit_values(self.activations(x))
 
     @torch.no_grad()

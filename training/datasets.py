@@ -30,6 +30,13 @@ from xml.etree import ElementTree
 import numpy as np
 import scipy.io
 
+MIN_STD = 1e-6  # a feature whose training std is below this is constant: it is divided by 1 instead
+
+
+def safe_std(std: np.ndarray) -> np.ndarray:
+    """The std that standardization divides by: 1.0 where a feature is constant on the training part."""
+    return np.where(std < MIN_STD, 1.0, std)
+
 
 class DataError(RuntimeError):
     """A data file is missing, corrupted or cannot be parsed; the message says which and what to do."""
@@ -296,7 +303,7 @@ def load_kpi_split(
         kpis=tuple(kpis),
         window=window,
         mean=train.mean(axis=0, dtype=np.float64).astype(np.float32),
-        std=np.where(std < 1e-6, 1.0, std).astype(np.float32),
+        std=safe_std(std).astype(np.float32),
     )
 
 

@@ -5,6 +5,11 @@ graph, the decoder gives Bernoulli probabilities or the Gaussian mean in origina
 named by content hash; the manifest's fingerprint is the SHA-256 over their checksums. Export ends with
 a parity check (onnxruntime against torch within 1e-5 and the identical deterministic code) and refuses
 to write a manifest for graphs that fail it.
+
+Which graphs a bundle holds is what the model's family declares (`model.family.Family.graphs`). Every
+manifest records the model's kind and config, the version it is given, and an evaluation of the bundle
+itself on held-out rows (`training.bundle_eval`, the way the service computes); `export_trained` adds
+the run config and step of a trained run.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -31,8 +36,13 @@ from bundle.manifest import (
     write_manifest,
 )
 from model import codes as torch_codes
-from model.dis import SDLGMDis
-from model.sdlgm import SDLGM
+from model import registry
+from model.family import Role, SparseCoder, SparseModel
+from training.bundle_eval import bundle_evaluation
+from training.config import RunConfig
+from training.evaluate import choose_threshold
+from training.tasks import Task
+from training.temperatures import Temperatures
 
 OPSET = 17
 PARITY_ATOL = 1e-5
@@ -42,10 +52,20 @@ class ExportError(RuntimeError):
     pass
 
 
-class _Standardize(nn.Module):
-    model: SDLGM | SDLGMDis
+class Reconstructs(SparseCoder, Protocol):
+    """What the decoder graph runs: counts (B, K) -> reconstructions in original units."""
 
-    def __init__(self, model: SDLGM | SDLGMDis) -> None:
+    cfg: Any
+
+    def reconstruct(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def decoder_scale(self) -> list[float] | None: ...
+
+
+class _Standardize(nn.Module):
+    model: SparseCoder
+
+    def __init__(self, model: SparseCoder) -> None:
         super().__init__()
         self.model = model
 
@@ -64,24 +84,14 @@ class SparsityGraph(_Standardize):
 
 
 class DecoderGraph(nn.Module):
-    model: SDLGM
+    model: Reconstructs
 
-    def __init__(self, model: SDLGM) -> None:
+    def __init__(self, model: Reconstructs) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.model.decoder(z)
-        if self.model.cfg.likelihood == "bernoulli":
-            return torch.sigmoid(out)
-        return out * self.model.x_std + self.model.x_mean
-
-
-def _decoder_scale(model: SDLGM | SDLGMDis) -> list[float] | None:
-    """The Gaussian decoder's learned scale in original units."""
-    if isinstance(model, SDLGM) and model.log_scale is not None:
-        return (torch.exp(model.log_scale.detach()) * model.x_std).tolist()
-    return None
+        return self.model.reconstruct(z)
 
 
 def _export(module: nn.Module, example: torch.Tensor, in_name: str, out_name: str, path: Path) -> None:
@@ -92,47 +102,57 @@ def _export(module: nn.Module, example: torch.Tensor, in_name: str, out_name: st
                           opset_version=OPSET, dynamo=False)
 
 
-def export_bundle(model: SDLGM | SDLGMDis, out_dir: Path, name: str, version: str, feature_names: list[str],
-                  training: dict[str, Any] | None = None,
-                  labels: list[str] | None = None, thresholds: list[float] | None = None,
-                  probe: np.ndarray | None = None) -> Manifest:
-    """Write <out_dir>/{encoder,sparsity,decoder}-<hash>.onnx and manifest.json; returns the manifest."""
+def _graph(role: Role, coder: SparseCoder, K: int) -> tuple[nn.Module, torch.Tensor, str, str]:
+    """The module of one role, an example input, and its input and output names."""
+    x_ex = coder.x_mean.detach().clone().unsqueeze(0).repeat(2, 1)
+    if role == "encoder":
+        return EncoderGraph(coder), x_ex, "x", "pi_logits"
+    if role == "sparsity":
+        return SparsityGraph(coder), x_ex, "x", "lambda_logits"
+    return DecoderGraph(cast(Reconstructs, coder)), torch.zeros(2, K), "z", "x_hat"
+
+
+def export_bundle(model: SparseModel, out_dir: Path, name: str, version: str, feature_names: list[str],
+                  eval_x: np.ndarray, *, eval_y: np.ndarray | None = None, kpis: tuple[str, ...] | None = None,
+                  training: dict[str, Any] | None = None, labels: list[str] | None = None,
+                  thresholds: list[float] | None = None, probe: np.ndarray | None = None) -> Manifest:
+    """Write <out_dir>/<role>-<hash>.onnx for the family's graphs and manifest.json; returns the manifest.
+    The manifest records the model's kind and config with `training`, and the bundle's evaluation on
+    the raw rows eval_x (with their label sets eval_y for a supervised bundle)."""
+    family = registry.family_of(model)
+    coder = model.deployed()
+    if not family.graphs or coder is None:
+        raise ExportError(f"model kind {family.kind} is a baseline and has no deployable bundle")
     model.eval()
-    cfg = model.cfg
-    D, K, L0 = cfg.D, cfg.K, cfg.L0
-    dis = isinstance(model, SDLGMDis)
+    cfg = cast(Reconstructs, coder).cfg
+    supervised = family.bundle_kind == "sdlgm-dis"
+    likelihood = "labels" if supervised else cfg.likelihood
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        x_ex = model.x_mean.detach().clone().unsqueeze(0).repeat(2, 1)
-        parts: dict[str, tuple[nn.Module, torch.Tensor, str, str]] = {
-            "encoder": (EncoderGraph(model), x_ex, "x", "pi_logits"),
-            "sparsity": (SparsityGraph(model), x_ex, "x", "lambda_logits"),
-        }
-        if not dis:
-            assert isinstance(model, SDLGM)
-            parts["decoder"] = (DecoderGraph(model), torch.zeros(2, K), "z", "x_hat")
         graphs: dict[str, Graph] = {}
-        for role, (module, example, i, o) in parts.items():
+        for role in family.graphs:
+            module, example, i, o = _graph(role, coder, cfg.K)
             path = tmp / f"{role}.onnx"
             _export(module, example, i, o, path)
             digest = sha256_file(path)
             graphs[role] = Graph(file=f"{role}-{digest[:12]}.onnx", sha256=digest, input=i, outputs=[o])
-            (tmp / f"{role}.onnx").rename(tmp / graphs[role].file)
+            path.rename(tmp / graphs[role].file)
         g = Graphs(**graphs)
-        likelihood = "labels" if dis else cfg.likelihood  # type: ignore[union-attr]
-        gaussian = likelihood == "gaussian"
         manifest = Manifest(
-            name=name, version=version, fingerprint=fingerprint_of(g), kind="sdlgm-dis" if dis else "sdlgm",
-            D=D, K=K, L0=L0, lambda0=cfg.lambda0, per_slot=bool(getattr(cfg, "per_slot", False)),
+            name=name, version=version, fingerprint=fingerprint_of(g), kind=family.bundle_kind,
+            D=cfg.D, K=cfg.K, L0=cfg.L0, lambda0=cfg.lambda0, per_slot=bool(getattr(cfg, "per_slot", False)),
             likelihood=likelihood, feature_names=feature_names,
-            standardization=Standardization(mean=model.x_mean.tolist(), std=model.x_std.tolist())
-            if gaussian or dis else None,
-            decoder_scale=_decoder_scale(model),
+            standardization=Standardization(mean=coder.x_mean.tolist(), std=coder.x_std.tolist())
+            if likelihood != "bernoulli" else None,
+            decoder_scale=cast(Reconstructs, coder).decoder_scale() if g.decoder is not None else None,
             labels=labels, thresholds=thresholds, graphs=g,
-            training=training or {},
+            training={"model": {"kind": family.kind, "config": family.saved_config(model)}, **(training or {})},
         )
-        probe_x = probe if probe is not None else np.repeat(model.x_mean.numpy()[None], 8, 0)
+        probe_x = probe if probe is not None else np.repeat(coder.x_mean.numpy()[None], 8, 0)
         check_parity(model, tmp, manifest, probe_x.astype(np.float32))
+        write_manifest(tmp, manifest)
+        evaluation = {"split": "test", **bundle_evaluation(tmp, eval_x, kpis, eval_y)}
+        manifest = manifest.model_copy(update={"evaluation": evaluation})
         out_dir.mkdir(parents=True, exist_ok=True)
         for old in out_dir.glob("*.onnx"):
             old.unlink()
@@ -142,14 +162,31 @@ def export_bundle(model: SDLGM | SDLGMDis, out_dir: Path, name: str, version: st
     return manifest
 
 
+def export_trained(cfg: RunConfig, model: SparseModel, temps: Temperatures, step: int, task: Task, out_dir: Path,
+                   name: str | None = None, version: str | None = None) -> Manifest:
+    """A trained run's bundle (name and version from its config unless given), evaluated on the task's test
+    split; a label model's threshold is the grid's best on validation, the same for every label."""
+    family = registry.family_of(model)
+    labels = thresholds = None
+    if family.targets == "labels":
+        t = choose_threshold(family.of(model), task, cfg.train.threshold_grid)
+        labels, thresholds = task.label_names, [t] * len(task.label_names or [])
+    training = {"config": cfg.model_dump(mode="json"), "step": step, **temps.current(step)}
+    return export_bundle(model, out_dir, name or cfg.name, version or cfg.version, task.feature_names, task.test,
+                         eval_y=task.y_test, kpis=task.kpis, training=training, labels=labels,
+                         thresholds=thresholds, probe=task.test[:64])
+
+
 @torch.no_grad()
-def check_parity(model: SDLGM | SDLGMDis, bundle_dir: Path, manifest: Manifest, x: np.ndarray) -> dict[str, float]:
+def check_parity(model: SparseModel, bundle_dir: Path, manifest: Manifest, x: np.ndarray) -> dict[str, float]:
     """onnxruntime against torch on x: max abs differences (the decoder's in standardized units); raises ExportError beyond 1e-5 or a code differs."""
+    coder = model.deployed()
+    assert coder is not None
     sess = {role: ort.InferenceSession(str(bundle_dir / g.file), providers=["CPUExecutionProvider"])
             for role, g in manifest.graphs.present().items()}
     xt = torch.from_numpy(x)
-    xs = (xt - model.x_mean) / model.x_std
-    pi_t, lam_t = model.pi_logits(xs), model.lambda_logits(xs)
+    xs = (xt - coder.x_mean) / coder.x_std
+    pi_t, lam_t = coder.pi_logits(xs), coder.lambda_logits(xs)
     pi_o = sess["encoder"].run(None, {"x": x})[0]
     lam_o = sess["sparsity"].run(None, {"x": x})[0]
     diffs = {"encoder": float(np.abs(pi_o - pi_t.numpy()).max()),
@@ -157,12 +194,11 @@ def check_parity(model: SDLGM | SDLGMDis, bundle_dir: Path, manifest: Manifest, 
     L_t, counts_t = torch_codes.deterministic_code(pi_t, lam_t, manifest.L0)
     L_o, counts_o = np_codes.deterministic_code(pi_o, lam_o, manifest.L0)
     if "decoder" in sess:
-        assert isinstance(model, SDLGM)
         z = counts_t.float()
-        ref = DecoderGraph(model)(z).numpy()
+        ref = DecoderGraph(cast(Reconstructs, coder))(z).numpy()
         got = sess["decoder"].run(None, {"z": z.numpy()})[0]
         # In standardized units: a KPI with std 5e4 (bitrates) turns float32 noise of 1e-6 into 0.05.
-        scale = model.x_std.numpy() if model.cfg.likelihood == "gaussian" else 1.0
+        scale = coder.x_std.numpy() if manifest.likelihood == "gaussian" else 1.0
         diffs["decoder"] = float((np.abs(got - ref) / scale).max())
     bad = {k: v for k, v in diffs.items() if v > PARITY_ATOL}
     if bad:

@@ -33,11 +33,15 @@ import torch.nn.functional as F
 from sklearn.model_selection import KFold
 
 from bundle.manifest import Manifest
-from model.con import ConConfig, SDLGMCon
-from model.dis import DisConfig, SDLGMDis
-from model.gen import GenConfig, SDLGMGen
-from training.datasets import MultiLabelData, drop_unlabelled
-from training.evaluate import f1_scores
+from model import con, dis, gen
+from model.con import SDLGMCon
+from model.dis import SDLGMDis
+from model.family import Batch, DataShape, Family
+from model.gen import SDLGMGen
+from training.bundle_eval import f1_scores
+from training.datasets import MultiLabelData, drop_unlabelled, safe_std
+from training.export import export_bundle
+from training.loop import Loop, LoopConfig, run, steps_per_epoch
 
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 11)]  # 0.05 .. 0.5
 
@@ -91,56 +95,45 @@ def _l0_grid(Y: np.ndarray) -> list[int]:
     return sorted({min(m, 255), min(2 * m, 255)})
 
 
+BATCH = 32  # rows per step of the SDLGM variants
+
+
 def _hidden(hp: dict[str, Any]) -> tuple[int, ...]:
     """The encoder's (and decoder's) hidden layers: one of hp["hidden"] units, none (linear) for 0."""
     return (hp["hidden"],) if hp["hidden"] else ()
 
 
-def _minibatch_adam(params: Sequence[torch.Tensor], loss_fn: Callable[[torch.Tensor], torch.Tensor], n: int,
-                    epochs: int, seed: int, batch: int = 32, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=gen).split(batch):
-            loss = loss_fn(idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+Variant = TypeVar("Variant", SDLGMDis, SDLGMGen, SDLGMCon)
 
 
-Supervised = TypeVar("Supervised", SDLGMDis, SDLGMGen, SDLGMCon)
-
-
-def _train(build: Callable[[], Supervised], X: np.ndarray, Y: np.ndarray, hp: dict[str, Any],
-           seed: int) -> Supervised:
-    """The model build() makes (after seeding), trained with AdamW on its loss(x, y) per row."""
+def _train(family: Family[Variant], X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int,
+           **options: Any) -> Variant:
+    """The family's model with these options (built after seeding), trained by the one loop: AdamW on its
+    loss over hp["epochs"] seeded permutations of the rows, batches of 32 (the last one short)."""
     torch.manual_seed(seed)
-    model = build()
+    model = family.build(DataShape(D=X.shape[1], K=Y.shape[1]), **options)
     x, y = _torch(X), _torch(Y)
-    model.train()
-    _minibatch_adam(list(model.parameters()), lambda i: model.loss(x[i], y[i]).mean(), len(x), hp["epochs"], seed,
-                    weight_decay=hp["weight_decay"])
+    cfg = LoopConfig(steps=hp["epochs"] * steps_per_epoch(len(x), BATCH), batch_size=BATCH, optimizer="adamw",
+                     weight_decay=hp["weight_decay"], drop_last=False, seed=seed)
+    run(Loop(cfg, model.parameters(), len(x), lambda i, _: model.loss(Batch(x[i], y[i])), [model]))
     return model.eval()
 
 
 def train_dis(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMDis:
     """SDLGM-Dis on standardized X (N, D) and labels Y (N, K): AdamW on the exact likelihood."""
-    return _train(lambda: SDLGMDis(DisConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=_hidden(hp),
-                                             sparsity=(64,))), X, Y, hp, seed)
+    return _train(dis.FAMILY, X, Y, hp, seed, L0=hp["L0"], encoder=_hidden(hp), sparsity=(64,))
 
 
 def train_gen(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMGen:
     """SDLGM-Gen on standardized X and labels Y: AdamW on -log p(x, y) - alpha log q(y | x)."""
-    return _train(lambda: SDLGMGen(GenConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], encoder=_hidden(hp),
-                                             sparsity=(64,), decoder=_hidden(hp), alpha=hp["alpha"])),
-                  X, Y, hp, seed)
+    return _train(gen.FAMILY, X, Y, hp, seed, L0=hp["L0"], encoder=_hidden(hp), sparsity=(64,),
+                  decoder=_hidden(hp), alpha=hp["alpha"])
 
 
 def train_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMCon:
     """SDLGM-Con on standardized X and labels Y: AdamW on the loss of model.con (one z sample per row)."""
-    return _train(lambda: SDLGMCon(ConConfig(D=X.shape[1], K=Y.shape[1], L0=hp["L0"], Kz=hp["Kz"], L0z=hp["L0z"],
-                                             encoder=(hp["hidden"],), decoder=(hp["hidden"],), alpha=hp["alpha"])),
-                  X, Y, hp, seed)
+    return _train(con.FAMILY, X, Y, hp, seed, L0=hp["L0"], Kz=hp["Kz"], L0z=hp["L0z"], encoder=(hp["hidden"],),
+                  decoder=(hp["hidden"],), alpha=hp["alpha"])
 
 
 def _fit(train: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], SDLGMDis | SDLGMGen | SDLGMCon],
@@ -153,19 +146,18 @@ def _fit(train: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], SDLGMDis
 
 
 def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.ndarray, out_dir: Path, name: str,
-                      data: MultiLabelData, threshold: float, variant: str) -> Manifest:
-    """A supervised bundle (kind "sdlgm-dis": the code is the label set) that /predict serves: the encoder
-    and sparsity net with the training part's standardization baked in; SDLGM-Gen ships its encoder
-    q(y | x), SDLGM-Con its q(y | x) on the shared trunk. The variant is recorded in manifest.training["variant"]."""
-    from training.export import export_bundle
-
-    dis = model if isinstance(model, SDLGMDis) else model.dis
-    mean, std = X_train_raw.mean(0), X_train_raw.std(0)
-    dis.x_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-    dis.x_std.copy_(torch.from_numpy(np.where(std < 1e-6, 1.0, std).astype(np.float32)))
-    return export_bundle(dis, out_dir, name, "0.1.0", data.feature_names,
-                         training={"variant": variant, "protocol": "training/multilabel.py"},
-                         labels=data.label_names, thresholds=[threshold] * dis.cfg.K,
+                      version: str, data: MultiLabelData, threshold: float, variant: str,
+                      test: MultiLabelData, hp: dict[str, Any] | None = None) -> Manifest:
+    """A supervised bundle (kind "sdlgm-dis": the code is the label set) that /predict serves, through the
+    one export path: the model's deployable half (SDLGM-Gen's encoder q(y | x), SDLGM-Con's q(y | x) on
+    the shared trunk) with the training part's standardization baked in, evaluated on the raw test rows.
+    The variant, the protocol and the hyperparameters go to manifest.training."""
+    mean, std = X_train_raw.mean(0), safe_std(X_train_raw.std(0))
+    model.set_standardization(torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32)))
+    return export_bundle(model, out_dir, name, version, data.feature_names, test.X, eval_y=test.Y,
+                         training={"variant": variant, "protocol": "training/multilabel.py",
+                                   "hyperparameters": hp or {}},
+                         labels=data.label_names, thresholds=[threshold] * len(data.label_names),
                          probe=X_train_raw[:64].astype(np.float32))
 
 
@@ -273,8 +265,7 @@ class Fold:
 
 
 def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = X_train.mean(0), X_train.std(0)
-    std = np.where(std < 1e-6, 1.0, std)
+    mean, std = X_train.mean(0), safe_std(X_train.std(0))
     return (X_train - mean) / std, (X_test - mean) / std
 
 
