@@ -53,7 +53,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg, model, temps, (ck, task) = _load_run(Path(args.run), args.data_dir)
     samples = args.is_samples if args.is_samples is not None else cfg.eval.is_samples
-    result = evaluate(model, task, args.split, temps, int(ck["step"]), samples, cfg.eval.is_limit,
+    result = evaluate(model, task, args.split, temps, int(ck["step"]), samples, cfg.eval.is_rows, cfg.eval.is_seed,
                       threshold_grid=cfg.train.threshold_grid)
     result = {"run": args.run, "split": args.split, "step": int(ck["step"]), **result}
     (Path(args.run) / f"eval-{args.split}.json").write_text(json.dumps(result, indent=2) + "\n")
