@@ -1,10 +1,12 @@
-"""The evaluation's figures against hand computations and brute-force loops: the Gaussian errors in
-original units (`training.evaluate.gaussian_errors`), the threshold choice (`choose_threshold`: best
-micro F1 on the validation split, the first on ties), the per-KPI RMSE of time-major windows
-(`training.bundle_eval.rmse_per_kpi`) and a bundle's recorded figures (`bundle_evaluation`)."""
+"""The evaluation's figures against hand computations, brute-force loops and enumeration: the Gaussian
+errors in original units (`training.evaluate.gaussian_errors`), the threshold choice (`choose_threshold`:
+best micro F1 on the validation split, the first on ties), the per-KPI RMSE of time-major windows
+(`training.bundle_eval.rmse_per_kpi`), a bundle's recorded figures (`bundle_evaluation`), and every
+figure of `evaluate` on tiny models (exact where exact, within 5 standard errors where sampled)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -15,9 +17,14 @@ import torch
 
 from bundle import codes
 from bundle.manifest import load_manifest
+from model.dis import DisConfig, SDLGMDis
+from model.gsvae import GSVAE, GSVAEConfig
+from model.sdlgm import SDLGM, SDLGMConfig, log_likelihood
 from training.bundle_eval import bundle_evaluation, rmse_per_kpi
-from training.evaluate import choose_threshold, gaussian_errors
+from training.config import Temperature
+from training.evaluate import _evaluate_dis, choose_threshold, evaluate, f1_scores, gaussian_errors
 from training.tasks import Task
+from training.trainer import Temperatures
 
 BUNDLE = Path(__file__).resolve().parents[1] / "models" / "kpi5g"
 
@@ -114,6 +121,16 @@ def test_gaussian_errors_without_kpis_have_no_per_kpi_figure() -> None:
     got = gaussian_errors(task_of(x, np.zeros(3), np.ones(3)), x, x)
     assert set(got) == {"nrmse", "rmse_mean_over_features"}
     assert got["nrmse"] == 0.0 and got["rmse_mean_over_features"] == 0.0
+
+
+# --- f1_scores ----------------------------------------------------------------------------------------
+
+
+def test_perfect_predictions_score_exactly_one_and_no_hits_exactly_zero() -> None:
+    y = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0]])  # one positive of label 0, none of label 2
+    assert f1_scores(y, y) == {"micro_f1": 1.0, "macro_f1": 2 / 3, "macro_f1_harmonic": 2 / 3}
+    assert f1_scores(y, 1 - y) == {"micro_f1": 0.0, "macro_f1": 0.0, "macro_f1_harmonic": 0.0}
+    assert f1_scores(y, np.zeros_like(y)) == {"micro_f1": 0.0, "macro_f1": 0.0, "macro_f1_harmonic": 0.0}
 
 
 # --- choose_threshold ---------------------------------------------------------------------------------
@@ -214,7 +231,8 @@ def test_bundle_evaluation_against_onnxruntime_and_the_code_format_by_hand() -> 
     sessions = {r: ort.InferenceSession(str(BUNDLE / g.file), providers=["CPUExecutionProvider"])
                 for r, g in m.graphs.present().items()}
     mean, std = np.asarray(m.standardization.mean), np.asarray(m.standardization.std)
-    x = (mean + np.random.default_rng(0).normal(size=(50, m.D)) * std).astype(np.float32)
+    x64 = mean + np.random.default_rng(0).normal(size=(50, m.D)) * std  # float64 rows, as a caller may pass
+    x = x64.astype(np.float32)  # what the graphs take
     pi, lam = sessions["encoder"].run(None, {"x": x})[0], sessions["sparsity"].run(None, {"x": x})[0]
     L_hat, counts = codes.deterministic_code(pi, lam, m.L0)
     recon = sessions["decoder"].run(None, {"z": counts.astype(np.float32)})[0].astype(np.float64)
@@ -222,10 +240,133 @@ def test_bundle_evaluation_against_onnxruntime_and_the_code_format_by_hand() -> 
     nnz = (counts > 0).sum(1)
     code_bytes = 2 + 2 * nnz  # version, count, then an index byte and a count byte per non-zero
     kpis = ("RSRP", "RSRQ", "SNR", "CQI", "RSSI", "DL_bitrate", "UL_bitrate", "Speed")
-    got = bundle_evaluation(BUNDLE, x, kpis)
+    got = bundle_evaluation(BUNDLE, x64, kpis)
     assert_figures(got, {
         "rows": 50, "mean_L_hat": L_hat.mean(), "mean_nnz": nnz.mean(), "mean_code_bytes": code_bytes.mean(),
         "raw_float32_bytes": 4 * m.D, "compression_ratio": 4 * m.D / code_bytes.mean(),
         "rmse": math.sqrt(sq.mean()), "nrmse": math.sqrt((sq / std**2).mean()),
-        "rmse_per_kpi": rmse_per_kpi_loops(sq, kpis)}, rel=1e-6)
+        "rmse_per_kpi": rmse_per_kpi_loops(sq, kpis)}, rel=1e-9)  # errors summed in float64
     assert set(bundle_evaluation(BUNDLE, x[:3])) == set(got) - {"rmse_per_kpi"}
+
+
+# --- evaluate on tiny models --------------------------------------------------------------------------
+
+FIXED = Temperatures(Temperature(tau0=0.7), Temperature(tau0=0.4))
+STEP = 10
+
+
+def _gaussian_model_and_task(rows: np.ndarray) -> tuple[SDLGM, Task]:
+    torch.manual_seed(0)
+    model = SDLGM(SDLGMConfig(D=4, K=3, L0=2, lambda0=0.3, encoder=(8,), sparsity=(8,), decoder=(8,),
+                              likelihood="gaussian"))
+    assert model.log_scale is not None
+    with torch.no_grad():  # a decoder that the code moves, sharp slots, gates on more often than the prior
+        model.log_scale.copy_(torch.tensor([-0.5, 0.0, 0.3, 0.6]))
+        model.decoder[-1].weight.mul_(8.0)
+        model.encoder[-1].weight.mul_(4.0)
+        model.sparsity[-1].bias.add_(torch.tensor([-1.0, 1.0]))
+    mean, std = np.array([100.0, -3.0, 0.5, 20.0]), np.array([10.0, 0.5, 2.0, 4.0])
+    return model, task_of(rows, mean, std, kpis=("a", "b"))  # two seconds of two KPIs
+
+
+def exact_terms(model: SDLGM, x: torch.Tensor) -> tuple[float, float, float]:
+    """log p(x), the discrete ELBO and E_q log p(x | z) of one standardized row, enumerating (w_l, z_l)."""
+    cfg = model.cfg
+    with torch.no_grad():
+        pi = torch.softmax(model.pi_logits(x), -1)[0].double()
+        lam = float(torch.softmax(model.lambda_logits(x), -1)[0, 1])
+        log_px, elbo, recon = [], 0.0, 0.0
+        for w in itertools.product([0, 1], repeat=cfg.L0):
+            for z in itertools.product(range(cfg.K), repeat=cfg.L0):
+                counts = torch.zeros(1, cfg.K)
+                log_p = log_q = 0.0
+                for slot in range(cfg.L0):
+                    counts[0, z[slot]] += w[slot]
+                    log_p += math.log(cfg.lambda0 if w[slot] else 1 - cfg.lambda0) - math.log(cfg.K)
+                    log_q += math.log(lam if w[slot] else 1 - lam) + math.log(float(pi[z[slot]]))
+                ll = float(log_likelihood(x, model.decoder(counts), cfg.likelihood, model.log_scale))
+                log_px.append(log_p + ll)
+                elbo += math.exp(log_q) * (ll + log_p - log_q)
+                recon += math.exp(log_q) * ll
+    return float(torch.logsumexp(torch.tensor(log_px), 0)), elbo, recon
+
+
+def test_evaluate_against_enumeration_on_a_tiny_gaussian_model() -> None:
+    rng = np.random.default_rng(1)
+    model, probe = _gaussian_model_and_task(np.zeros((1, 4)))
+    distinct = (probe.mean + rng.normal(size=(3, 4)) * probe.std).astype(np.float32)
+    repeats = 3000
+    x_raw = np.tile(distinct, (repeats, 1))  # the first three rows are the three distinct ones
+    _, task = _gaussian_model_and_task(x_raw)
+    torch.manual_seed(2)
+    got = evaluate(model, task, "valid", FIXED, STEP, is_samples=20_000, is_limit=3)
+
+    xs = torch.from_numpy(((distinct - task.mean) / task.std).astype(np.float32))
+    exact = [exact_terms(model, xs[i:i + 1]) for i in range(3)]
+    with torch.no_grad():
+        pi, lam = model.pi_logits(xs), model.lambda_logits(xs)
+        kl = float(sum(model.kl(pi, lam)).mean())
+        relaxed = model(xs.repeat(repeats, 1), 0.7, 0.4, "relaxed")["elbo"]
+        hard = model(xs.repeat(repeats, 1), 0.7, 0.4, "hard")
+        L_hat, counts = codes.deterministic_code(pi.numpy(), lam.numpy(), model.cfg.L0)
+        out = model.decoder(torch.from_numpy(counts.astype(np.float32)))
+        mode_ll = log_likelihood(xs, out, "gaussian", model.log_scale).numpy()
+    se = hard["elbo"].std().item() / math.sqrt(len(x_raw))
+    se_recon = hard["recon"].std().item() / math.sqrt(len(x_raw))
+    se_relaxed = relaxed.std().item() / math.sqrt(len(x_raw))
+
+    assert (got["rows"], got["is_rows"], got["is_samples"]) == (3 * repeats, 3, 20_000)
+    assert got["discrete_neg_elbo"] == pytest.approx(-np.mean([e for _, e, _ in exact]), abs=5 * se)
+    assert got["discrete_recon_nll"] == pytest.approx(-np.mean([r for _, _, r in exact]), abs=5 * se_recon)
+    assert got["relaxed_neg_elbo"] == pytest.approx(-relaxed.mean().item(), abs=7 * se_relaxed)
+    assert got["kl"] == pytest.approx(kl, rel=1e-5)
+    assert got["is_nll"] == pytest.approx(-np.mean([p for p, _, _ in exact]), abs=0.1)  # 1%: IS with 20000 samples
+    assert got["mode_code_recon_nll"] == pytest.approx(-mode_ll.mean(), rel=1e-5)
+    assert got["mean_L_hat"] == pytest.approx(L_hat.mean(), rel=1e-6)
+    assert got["mean_nnz"] == pytest.approx((counts > 0).sum(1).mean(), rel=1e-6)
+    errors = gaussian_errors_loops(distinct, out.numpy(), task.mean, task.std, ("a", "b"))
+    assert_figures({k: got[k] for k in errors}, errors, rel=1e-5)
+
+
+def test_evaluate_without_importance_samples_reports_no_is_figures() -> None:
+    model, task = _gaussian_model_and_task(np.zeros((5, 4), np.float32))
+    got = evaluate(model, task, "valid", FIXED, STEP, is_samples=0)
+    assert not {"is_nll", "is_samples", "is_rows"} & set(got) and got["rows"] == 5
+
+
+def test_evaluate_a_gumbel_softmax_vae_counts_one_slot_per_variable() -> None:
+    torch.manual_seed(3)
+    model = GSVAE(GSVAEConfig(D=6, n_vars=3, n_classes=4, encoder=(8,), decoder=(8,)))
+    x = (np.random.default_rng(3).random((20, 6)) > 0.5).astype(np.float32)
+    task = task_of(x, np.zeros(6), np.ones(6), likelihood="bernoulli")
+    got = evaluate(model, task, "valid", FIXED, STEP, is_samples=4, is_limit=7)
+    assert (got["mean_L_hat"], got["mean_nnz"], got["is_rows"], got["rows"]) == (3.0, 3.0, 7, 20)
+    with torch.no_grad():
+        z = model.mode_code(torch.from_numpy(x))
+        want = -log_likelihood(torch.from_numpy(x), model.decoder(z), "bernoulli", None).mean().item()
+    assert got["mode_code_recon_nll"] == pytest.approx(want, rel=1e-5)
+    assert "nrmse" not in got
+
+
+def test_evaluate_dis_averages_the_label_likelihood_over_label_sets_within_L0() -> None:
+    torch.manual_seed(4)
+    model = SDLGMDis(DisConfig(D=3, K=4, L0=2, encoder=(8,), sparsity=(8,)))
+    rng = np.random.default_rng(4)
+    mean, std = np.array([1.0, -2.0, 5.0]), np.array([2.0, 0.5, 3.0])
+    valid = (mean + rng.normal(size=(30, 3)) * std).astype(np.float32)
+    y = (rng.random((30, 4)) < 0.4).astype(np.int8)
+    y[0] = [1, 1, 1, 0]  # three labels, over L0: left out of the likelihood
+    task = task_of(valid, mean, std, likelihood="labels", y_valid=y)
+    x = torch.from_numpy(((valid - task.mean) / task.std).astype(np.float32))
+    with torch.no_grad():
+        lls = [float(model.log_likelihood(x[i:i + 1], torch.from_numpy(y[i:i + 1].astype(np.float32))))
+               for i in range(30) if y[i].sum() <= 2]
+    assert 0 < len(lls) < 30
+    got = evaluate(model, task, "valid", FIXED, STEP)
+    assert got == pytest.approx({"nll": -np.mean(lls), "rows": 30}, rel=1e-5)
+    prob = model.label_probability(x).numpy()
+    with_t = _evaluate_dis(model, task, "valid", x, threshold=0.25)
+    pred = prob >= 0.25
+    assert with_t["threshold"] == 0.25 and with_t["nll"] == got["nll"]
+    assert with_t["micro_f1"] == pytest.approx(micro_f1_loops(y, pred), rel=1e-9)
+    assert {"macro_f1", "macro_f1_harmonic"} <= set(with_t)
