@@ -121,7 +121,8 @@ def test_gates_are_computed_in_float64_from_float32_logits() -> None:
     want = np.array([1.0 / (1.0 + math.exp(-v)) for v in d])
     got = codes.gate_probability(lg)
     assert got.dtype == np.float64 and np.array_equal(got, want)
-    assert codes.sigmoid(np.float32([20.0]))[0] == 1.0 / (1.0 + math.exp(-20.0)) < 1.0  # float32 rounds to 1
+    s = codes.sigmoid(np.float32([20.0]))
+    assert s.dtype == np.float64 and float(s[0]) == 1.0 / (1.0 + math.exp(-20.0)) < 1.0  # float32 rounds to 1
 
 
 @pytest.mark.parametrize("L0", [5, 9, 10, 255])
@@ -137,7 +138,7 @@ def test_binomial_mode_is_exact_for_float32_probabilities_just_below_a_boundary(
 
 
 def test_multinomial_mode_of_float32_logits_is_the_exact_mode() -> None:
-    # the second count: logit 1 - log 2 against 1 - log 2 rounded in float32, 2e-9 apart
+    # the second count: gain 1 - log 2 against the logit 1 - log 2 rounded in float32, 2e-9 below it
     logits = np.array([[np.float32(1.0) - np.float32(math.log(2.0)), 1.0]], dtype=np.float32)
     logp = logits[0].astype(np.float64)  # softmax's constant does not move the mode
     best = max([(0, 2), (1, 1), (2, 0)], key=lambda c: _multinomial_log_pmf(c, logp))

@@ -1,17 +1,22 @@
 """Every bad-input case against the app in this process (`service_cases.CASES`): the exact status, kind
 and error text, the one JSON shape, the field errors listed in "detail", one count in sdlgm_errors_total
-under the case's kind; the guard's 413 for bodies without a Content-Length; and the app stays healthy.
+under the case's kind; the guard's 413 for bodies without a Content-Length; the app stays healthy; and a
+bug answers 500 in the same shape with its traceback logged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from conftest import SESSION_SETTINGS, settings_of
 from fastapi.testclient import TestClient
 from service_cases import CASES, JSON, LIMIT, Case, V, expected_error, fingerprints, send
 
+from service.app import create_app
 from service.errors import MAX_DETAIL, MAX_LISTED_ERRORS
 
 
@@ -87,3 +92,19 @@ def test_the_app_stays_healthy_after_bad_input(api: TestClient, fps: dict[str, s
     assert api.get("/healthz").status_code == 200
     assert api.get("/readyz").status_code == 200
     assert api.post("/encode", json={"vector": V}).status_code == 200
+
+
+def test_a_bug_answers_500_in_the_one_shape_and_logs_its_traceback(models_dir: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(settings_of(models_dir=models_dir, **SESSION_SETTINGS))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        registry = app.state.registry
+        registry.models["kpi5g"] = dataclasses.replace(registry.models["kpi5g"], sessions={})  # no graph to run
+        r = c.post("/encode", json={"vector": V})
+        metrics = c.get("/metrics").text
+    assert (r.status_code, r.json()) == (500, {"error": "internal error; the server log has the traceback",
+                                               "kind": "internal"})
+    [record] = [rec for rec in caplog.records if rec.getMessage() == "internal error on POST /encode"]
+    assert record.levelname == "ERROR" and record.exc_info is not None and record.exc_info[0] is KeyError
+    assert 'sdlgm_errors_total{kind="internal"} 1.0' in metrics
+    assert 'sdlgm_requests_total{endpoint="/encode",model="kpi5g",status="500"} 1.0' in metrics
