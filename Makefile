@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve test lint serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi lock docker-smoke clean
+.PHONY: help venv venv-serve test lint mutation serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi lock docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,17 @@ test: venv venv-serve ## run the whole test suite (creates both environments fir
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+mutation: venv ## mutation testing (mutmut, [tool.mutmut] in pyproject.toml) of the codes, inference and evaluation; slow, not in CI
+	rm -rf mutants && mkdir mutants
+	env -u PYTHONPATH SDLGM_DATA_DIR=$${SDLGM_DATA_DIR:-$(abspath ../shared/data)} OMP_NUM_THREADS=1 \
+		$(VENV)/bin/mutmut run --max-children $${MUTMUT_CHILDREN:-2} > mutants/run.log 2>&1 \
+		|| (tail -c 4000 mutants/run.log; exit 1)
+	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
+	@echo "per file:"
+	@$(VENV)/bin/mutmut results --all=true | awk -F': ' '{f = $$1; sub(/^ +/, "", f); sub(/\.[^.]*$$/, "", f); \
+		n[f " " $$2]++} END {for (k in n) print "  " k, n[k]}' | sort
+	@echo "survivors:" && $(VENV)/bin/mutmut results
 
 serve: venv-serve ## serve models/ (the default kpi5g bundle) on $(HOST):$(PORT) with no torch installed
 	SDLGM_HOST=$(HOST) SDLGM_PORT=$(PORT) $(SERVE_VENV)/bin/python -m service

@@ -14,7 +14,7 @@ import anyio.to_thread
 import numpy as np
 
 from bundle import codes, formats
-from bundle.formats import Format
+from bundle.formats import CodeSpace, EntropyModel, Format
 from bundle.manifest import Manifest
 from bundle.runtime import F32
 from service.errors import ServiceError, bad_input
@@ -58,10 +58,11 @@ def check_format(fmt: Format, manifest: Manifest) -> None:
                            f"serves {', '.join(manifest.formats)}")
 
 
-def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, manifest: Manifest, fmt: Format = "v1") -> list[CodeOut]:
-    """The response codes of a batch: L_hat (B,), counts (B, K), their binary form in `fmt`. Built without
-    re-validation: every field is derived here from the model's own output."""
-    blobs = formats.pack(fmt, counts, manifest.code_space, manifest.entropy)
+def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, space: CodeSpace, fmt: Format = "v1",
+              entropy: EntropyModel | None = None) -> list[CodeOut]:
+    """The response codes of a batch: L_hat (B,), counts (B, K), their binary form in `fmt` (checked against
+    the model with check_format). Built without re-validation: every field is derived from the model's output."""
+    blobs = formats.pack(fmt, counts, space, entropy)
     out = []
     for L, (idx, cnt), blob in zip(L_hat.tolist(), codes.rows_to_sparse(counts), blobs, strict=True):
         out.append(CodeOut.model_construct(indices=idx.tolist(), counts=cnt.tolist(), L_hat=L, nnz=len(idx),
@@ -69,15 +70,14 @@ def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, manifest: Manifest,
     return out
 
 
-def _counts(i: int, item: CodeIn, manifest: Manifest, fmt: Format) -> codes.IntArray:
-    space = manifest.code_space
+def _counts(i: int, item: CodeIn, space: CodeSpace, fmt: Format, entropy: EntropyModel | None) -> codes.IntArray:
     try:
         if item.binary is not None:
             try:
                 blob = base64.b64decode(item.binary, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise bad_input(f"codes[{i}].binary is not valid base64: {exc}") from exc
-            return formats.unpack(fmt, blob, space, manifest.entropy)
+            return formats.unpack(fmt, blob, space, entropy)
         idx = np.asarray(item.indices, dtype=np.int64)
         cnt = np.asarray(item.counts, dtype=np.int64)
         codes.validate_sparse(idx, cnt, space.K, space.L0)
@@ -92,11 +92,12 @@ def _counts(i: int, item: CodeIn, manifest: Manifest, fmt: Format) -> codes.IntA
                         f"and counts sum to at most L0 = {space.L0}") from exc
 
 
-def as_counts(items: list[CodeIn], manifest: Manifest, max_batch: int, fmt: Format = "v1") -> F32:
-    """Validated (B, K) float32 counts from codes in either form (`binary` in the format fmt)."""
+def as_counts(items: list[CodeIn], space: CodeSpace, max_batch: int, fmt: Format = "v1",
+              entropy: EntropyModel | None = None) -> F32:
+    """Validated (B, K) float32 counts from codes in either form (`binary` in the format fmt, checked
+    against the model with check_format)."""
     check_batch(len(items), max_batch, "code")
-    check_format(fmt, manifest)
-    z = np.zeros((len(items), manifest.K), dtype=np.float32)
+    z = np.zeros((len(items), space.K), dtype=np.float32)
     for i, item in enumerate(items):
-        z[i] = _counts(i, item, manifest, fmt)
+        z[i] = _counts(i, item, space, fmt, entropy)
     return z

@@ -3,8 +3,9 @@
 RequestGuard answers 415 when a POST body is not JSON, and 413 when the body is over SDLGM_MAX_BODY_BYTES:
 at once from Content-Length, or while reading a body streamed without it (chunked). It reads the whole
 body before the app sees it (the app parses JSON, so it needs all of it anyway) and hands it on in one
-message. After a streamed body passes the limit it discards up to as much again, for at most DRAIN_S,
-before answering, so that the client, still sending, reads the 413 rather than a reset connection.
+message. When a streamed body passes the limit before its end, it discards up to as much again, for at
+most DRAIN_S, before answering, so that the client, still sending, reads the 413 rather than a reset
+connection; a body that was already complete is answered at once.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class RequestGuard:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.limit:
-                await self._drain(receive)
+                if message.get("more_body", False):  # the client is still sending (a finished body needs no drain)
+                    await self._drain(receive)
                 await self._refuse(scope, receive, send, 413, "payload_too_large", self._too_large())
                 return
             if not message.get("more_body", False):

@@ -1,9 +1,13 @@
 """Shared fixtures: two small bundles made once per session with the real CLI (a Gaussian kpi5g model and
-a supervised emotions model), and real `python -m service` processes on free loopback ports.
+a supervised emotions model), the app over them in this process, and real `python -m service` processes
+on free loopback ports.
 
-`serve(env)` is a context manager that starts the server with SDLGM_* variables (and nothing else of the
-caller's SDLGM_* environment), waits a bounded time for /healthz, and kills the process on exit; its
-stdout and stderr go to files the test can read. `server` is one session-wide server over both bundles.
+`api` is a session-wide FastAPI TestClient over both bundles (the lifespan really loads them): what the
+endpoint tables run against. `open_app(settings_of(...))` opens another one with other settings. `serve(env)`
+is a context manager that starts the real server with SDLGM_* variables (and nothing else of the caller's
+SDLGM_* environment), waits a bounded time for /healthz, and kills the process on exit; its stdout and
+stderr go to files the test can read. `server` is one session-wide real server over both bundles, for
+the few end-to-end tests.
 """
 
 from __future__ import annotations
@@ -17,16 +21,23 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
+if TYPE_CHECKING:  # imported where used: tests that need no app do not pay for fastapi and onnxruntime
+    from fastapi.testclient import TestClient
+
+    from service.settings import Settings
+
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
-# The session server's settings: small enough limits that the over-limit cases stay cheap.
-SESSION_ENV = {"SDLGM_PROVIDER": "cpu", "SDLGM_MAX_BATCH": "300", "SDLGM_MAX_BODY_BYTES": str(1 << 20),
-               "SDLGM_INTRA_OP_THREADS": "2", "SDLGM_INTER_OP_THREADS": "1"}
+# The session app's and server's settings: small enough limits that the over-limit cases stay cheap.
+SESSION_SETTINGS: dict[str, object] = {"provider": "cpu", "max_batch": 300, "max_body_bytes": 1 << 20,
+                                       "intra_op_threads": 2, "inter_op_threads": 1}
+SESSION_ENV = {f"SDLGM_{k.upper()}": str(v) for k, v in SESSION_SETTINGS.items()}
 
 
 def make_bundle(config: str, run: Path, out: Path, iterations: int = 60) -> Path:
@@ -46,6 +57,33 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_bundle("configs/kpi5g.yaml", root / "runs" / "kpi5g", root / "models" / "kpi5g")
     make_bundle("configs/emotions-dis.yaml", root / "runs" / "emotions", root / "models" / "emotions")
     return root / "models"
+
+
+def settings_of(**values: object) -> Settings:
+    """Settings with these values and the defaults for the rest, whatever SDLGM_* the caller's environment
+    holds (keyword arguments win over environment variables)."""
+    from service.settings import Settings
+
+    defaults = {name: f.default for name, f in Settings.model_fields.items()}
+    return Settings(**{**defaults, **values})
+
+
+@contextmanager
+def open_app(settings: Settings) -> Iterator[TestClient]:
+    """The app in this process with its lifespan run (the models loaded), as a TestClient."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def api(models_dir: Path) -> Iterator[TestClient]:
+    """The app over both session bundles, in this process, with the session settings."""
+    with open_app(settings_of(models_dir=models_dir, **SESSION_SETTINGS)) as c:
+        yield c
 
 
 def free_port() -> int:

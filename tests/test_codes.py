@@ -113,3 +113,99 @@ def test_rows_to_sparse_equals_to_sparse_per_row_including_empty_rows() -> None:
         assert idx.dtype == cnt.dtype == np.int64
         assert idx.tolist() == want_idx.tolist() and cnt.tolist() == want_cnt.tolist()
     assert got[2][0].size == 0 and got[6][0].size == 0 and sum(c.size for _, c in got) == int((counts > 0).sum())
+
+
+def test_gates_are_computed_in_float64_from_float32_logits() -> None:
+    lg = np.array([[np.float32(1e-8), 1.0], [0.0, 20.0], [3.5, -2.25]], dtype=np.float32)
+    d = lg[:, 1].astype(np.float64) - lg[:, 0].astype(np.float64)
+    want = np.array([1.0 / (1.0 + math.exp(-v)) for v in d])
+    got = codes.gate_probability(lg)
+    assert got.dtype == np.float64 and np.array_equal(got, want)
+    s = codes.sigmoid(np.float32([20.0]))
+    assert s.dtype == np.float64 and float(s[0]) == 1.0 / (1.0 + math.exp(-20.0)) < 1.0  # float32 rounds to 1
+
+
+@pytest.mark.parametrize("L0", [5, 9, 10, 255])
+def test_binomial_mode_is_exact_for_float32_probabilities_just_below_a_boundary(L0: int) -> None:
+    # (L0 + 1) * lam is just under an integer: in float32 arithmetic it would round up to it
+    lam = np.array([np.nextafter(np.float32(k / (L0 + 1)), np.float32(0)) for k in range(1, L0 + 1)])
+    assert lam.dtype == np.float32
+    got = codes.binomial_mode(lam, L0)
+    for p, m in zip(lam.astype(np.float64), got, strict=True):
+        logpmf = [math.lgamma(L0 + 1) - math.lgamma(i + 1) - math.lgamma(L0 - i + 1) + i * math.log(p)
+                  + (L0 - i) * math.log1p(-p) for i in range(L0 + 1)]
+        assert m == int(np.argmax(logpmf))
+
+
+def test_multinomial_mode_of_float32_logits_is_the_exact_mode() -> None:
+    # the second count: gain 1 - log 2 against the logit 1 - log 2 rounded in float32, 2e-9 below it
+    logits = np.array([[np.float32(1.0) - np.float32(math.log(2.0)), 1.0]], dtype=np.float32)
+    logp = logits[0].astype(np.float64)  # softmax's constant does not move the mode
+    best = max([(0, 2), (1, 1), (2, 0)], key=lambda c: _multinomial_log_pmf(c, logp))
+    assert best == (0, 2)
+    assert codes.multinomial_mode(logits, np.array([2])).tolist() == [list(best)]
+
+
+def test_codes_of_an_empty_batch_are_empty() -> None:
+    L, counts = codes.deterministic_code(np.zeros((0, 5), np.float32), np.zeros((0, 2), np.float32), 3)
+    assert L.shape == (0,) and counts.shape == (0, 5)
+
+
+def test_code_arrays_are_int64_and_dense_codes_float32() -> None:
+    rng = np.random.default_rng(0)
+    pi, lam = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
+    per_slot = rng.normal(size=(6, 3, 5)).astype(np.float32)
+    outputs = [*codes.deterministic_code(pi, lam, 3), *codes.deterministic_code(per_slot, lam, 3),
+               *codes.stochastic_code(pi, lam, 3, rng), *codes.unpack(bytes([1, 2, 1, 4, 2, 1]), 5, 3),
+               *codes.to_sparse(np.array([0, 2, 0, 1], dtype=np.uint8))]
+    assert [a.dtype for a in outputs] == [np.dtype(np.int64)] * len(outputs)
+    dense = codes.to_dense(np.array([1, 4]), np.array([2, 1]), 5)
+    assert dense.dtype == np.float32 and dense.tolist() == [0, 2, 0, 0, 1]
+
+
+def _softmax_rows(lg: np.ndarray) -> np.ndarray:
+    out = np.empty_like(lg, dtype=np.float64)
+    for idx in np.ndindex(*lg.shape[:-1]):
+        row = [math.exp(float(v) - max(map(float, lg[idx]))) for v in lg[idx]]
+        out[idx] = [v / sum(row) for v in row]
+    return out
+
+
+def test_label_probability_in_float64_per_row_at_any_logit_scale() -> None:
+    pi = np.array([[1000.0, 999.0, 998.5, 990.0], [-1000.0, -1001.0, -1000.5, -1003.0], [0.1, 0.2, 0.3, 0.4]],
+                  dtype=np.float32)
+    lam = np.array([[0.0, 1.0], [2.0, -1.0], [0.25, 0.5]], dtype=np.float32)
+    gate = codes.gate_probability(lam)[:, None]
+    want = 1.0 - (1.0 - gate * _softmax_rows(pi)) ** 5
+    got = codes.label_probability(pi, lam, 5)
+    assert got.shape == (3, 4) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+
+
+def test_stochastic_code_samples_each_slot_from_its_own_pi_at_any_logit_scale() -> None:
+    rng = np.random.default_rng(2)
+    B, L0 = 20_000, 3
+    # per slot (B, L0, K): slot 0 prefers index 0, slot 1 index 2, slot 2 is uniform; logits around 1000
+    slot_p = np.array([[0.7, 0.2, 0.1, 0.0], [0.1, 0.1, 0.8, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    logits = np.log(np.maximum(slot_p, 1e-300)) + 1000.0
+    pi = np.repeat(logits[None], B, 0)
+    lam = np.repeat(np.array([[-1000.0, 1000.0]]), B, 0)  # every gate on
+    L, counts = codes.stochastic_code(pi, lam, L0, rng)
+    assert np.all(L == L0) and np.all(counts.sum(1) == L0)
+    freq = counts.sum(0) / counts.sum()
+    se = np.sqrt(slot_p.mean(0) * (1 - slot_p.mean(0)) / (B * L0))
+    assert np.all(np.abs(freq - slot_p.mean(0)) < 5 * se + 1e-12)
+    # a shared pi with rows 1000 apart in scale: each row's own softmax
+    shared = np.array([[1000.0, 1000.0 + math.log(3.0)], [-1000.0 + math.log(3.0), -1000.0]])
+    _, c = codes.stochastic_code(np.tile(shared, (B, 1)), np.repeat(np.array([[0.0, 50.0]]), 2 * B, 0), 1, rng)
+    first, second = c[0::2].sum(0) / B, c[1::2].sum(0) / B
+    tolerance = 5 * math.sqrt(0.75 * 0.25 / B)
+    assert abs(first[1] - 0.75) < tolerance and abs(second[0] - 0.75) < tolerance
+
+
+@pytest.mark.parametrize(("K", "width", "size_of_three"), [(2, 1, 8), (256, 1, 8), (257, 2, 11), (65536, 2, 11)])
+def test_index_width_and_code_size_by_hand(K: int, width: int, size_of_three: int) -> None:
+    assert (codes.index_width(K), codes.code_size(3, K), codes.code_size(0, K)) == (width, size_of_three, 2)
+    blob = codes.pack(np.array([0, 1, K - 1]), np.array([1, 2, 3]), K)
+    assert blob == bytes([1, 3]) + b"".join(i.to_bytes(width, "little") for i in (0, 1, K - 1)) + bytes([1, 2, 3])
+    assert len(blob) == size_of_three

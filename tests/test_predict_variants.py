@@ -1,16 +1,14 @@
 """A supervised bundle trained by the Table II code (SDLGM-Dis and SDLGM-Gen on Emotions, tiny) is served
-by /predict on a real server, and its answers match torch's label probabilities."""
+by /predict (the app in this process), and its answers match torch's label probabilities."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import Server
+from conftest import open_app, settings_of
 
 from bundle.manifest import load_manifest
 from model import registry
@@ -19,7 +17,7 @@ from training import datasets, multilabel
 HP = {"L0": 3, "hidden": 16, "epochs": 2, "weight_decay": 0.01, "alpha": 1.0}
 
 
-def test_table2_bundles_are_served_by_predict(tmp_path: Path, serve: Callable[..., AbstractContextManager[Server]]) -> None:
+def test_table2_bundles_are_served_by_predict(tmp_path: Path) -> None:
     train, test = datasets.load_mulan("emotions", datasets.data_dir())
     assert test is not None
     tr, te = datasets.drop_unlabelled(train), datasets.drop_unlabelled(test)
@@ -37,8 +35,7 @@ def test_table2_bundles_are_served_by_predict(tmp_path: Path, serve: Callable[..
         assert isinstance(saved, dict) and registry.family(saved["kind"]).rebuild(saved["config"]).cfg == model.cfg
         assert m.evaluation["rows"] == len(te.X) and 0 < float(str(m.evaluation["micro_f1"])) <= 1
     x = te.X[:5]
-    with serve({"SDLGM_MODELS_DIR": str(tmp_path / "models"), "SDLGM_DEFAULT_MODEL": "emo-dis",
-                "SDLGM_PROVIDER": "cpu"}) as server, server.client() as client:
+    with open_app(settings_of(models_dir=tmp_path / "models", default_model="emo-dis", provider="cpu")) as client:
         for name, (_, _, model) in models.items():
             r = client.post("/predict", params={"model": name}, json={"vectors": x.tolist()})
             assert r.status_code == 200, r.text

@@ -1,25 +1,24 @@
-"""Loading against real servers: bundles that fail verification are refused whole with one log line
-(a changed byte, a re-signed graph that onnxruntime cannot read, a missing directory), readiness follows
-SDLGM_MODELS, the provider setting is honoured or refused, and an inference timeout answers 503 and
-leaves the server healthy."""
+"""Loading, with the app in this process (its lifespan loads the bundles): bundles that fail verification
+are refused whole with one log line (a changed byte, a re-signed graph that onnxruntime cannot read, a
+missing directory), readiness follows SDLGM_MODELS, the provider setting is honoured or refused (a real
+`python -m service` for the refusal's exit status), and an inference timeout answers 503 and leaves the
+app healthy."""
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
-from conftest import REPO, Server, free_port, server_env
+from conftest import REPO, free_port, open_app, server_env, settings_of
 
 from bundle.manifest import Graphs, fingerprint_of, sha256_file
 
-Serve = Callable[..., AbstractContextManager[Server]]
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 cpu_only = pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has CUDA")
 
@@ -45,12 +44,13 @@ def mixed_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return root
 
 
-def _refusals(log: str, name: str) -> list[str]:
-    return [line for line in log.splitlines() if f"refused bundle {name!r}" in line]
+def _refusals(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if f"refused bundle {name!r}" in r.getMessage()]
 
 
-def test_bad_bundles_are_refused_whole_and_the_rest_is_served(mixed_dir: Path, serve: Serve) -> None:
-    with serve({"SDLGM_MODELS_DIR": str(mixed_dir)}) as srv, srv.client() as c:
+def test_bad_bundles_are_refused_whole_and_the_rest_is_served(mixed_dir: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    with open_app(settings_of(models_dir=mixed_dir)) as c:
         ready = c.get("/readyz")
         assert ready.status_code == 200, ready.text  # the refused bundles were found, not asked for
         assert ready.json()["models"] == ["emotions", "kpi5g"]
@@ -58,17 +58,18 @@ def test_bad_bundles_are_refused_whole_and_the_rest_is_served(mixed_dir: Path, s
         assert [m["name"] for m in c.get("/v1/models").json()["models"]] == ["emotions", "kpi5g"]
         r = c.post("/encode", params={"model": "kpi5g-tampered"}, json={"vector": [0.0] * 80})
         assert r.status_code == 404
-        assert "model 'kpi5g-tampered' is not loaded (refused at start: " in r.json()["error"]
-        log = srv.log()
-    [tampered] = _refusals(log, "kpi5g-tampered")
-    assert "ERROR" in tampered and "encoder graph encoder-" in tampered and "manifest says" in tampered
-    [resigned] = _refusals(log, "kpi5g-resigned")
-    assert "decoder graph decoder-" in resigned and "does not load in onnxruntime" in resigned
+        assert r.json()["kind"] == "unknown_model"
+        assert r.json()["error"].startswith("model 'kpi5g-tampered' is not loaded (refused at start: ")
+    [tampered] = _refusals(caplog, "kpi5g-tampered")
+    message = tampered.getMessage()
+    assert tampered.levelname == "ERROR" and "encoder graph encoder-" in message and "manifest says" in message
+    [resigned] = _refusals(caplog, "kpi5g-resigned")
+    assert "decoder graph decoder-" in resigned.getMessage()
+    assert "does not load in onnxruntime" in resigned.getMessage()
 
 
-def test_a_listed_bundle_that_fails_keeps_the_server_unready(mixed_dir: Path, serve: Serve) -> None:
-    env = {"SDLGM_MODELS_DIR": str(mixed_dir), "SDLGM_MODELS": "kpi5g, kpi5g-tampered,ghost"}
-    with serve(env) as srv, srv.client() as c:
+def test_a_listed_bundle_that_fails_keeps_the_app_unready(mixed_dir: Path) -> None:
+    with open_app(settings_of(models_dir=mixed_dir, models="kpi5g, kpi5g-tampered,ghost")) as c:
         ready = c.get("/readyz")
         assert ready.status_code == 503
         body = ready.json()
@@ -91,28 +92,22 @@ def test_cuda_without_fallback_refuses_to_start(models_dir: Path) -> None:
     assert "set SDLGM_PROVIDER=cpu or SDLGM_ALLOW_CPU_FALLBACK=true" in done.stderr
 
 
-@pytest.fixture(scope="module")
-def edge(models_dir: Path, serve: Serve) -> Iterator[Server]:
-    """Non-default settings: only emotions, as the default; provider cuda with fallback; an inference
-    timeout nothing can meet; warnings only."""
-    env = {"SDLGM_MODELS_DIR": str(models_dir), "SDLGM_MODELS": "emotions", "SDLGM_DEFAULT_MODEL": "emotions",
-           "SDLGM_PROVIDER": "cuda", "SDLGM_REQUEST_TIMEOUT_S": "0.000001", "SDLGM_LOG_LEVEL": "warning"}
-    with serve(env) as srv:
-        yield srv
-
-
 @cpu_only
-def test_cuda_with_fallback_serves_on_cpu_and_says_so(edge: Server) -> None:
-    with edge.client() as c:
+def test_cuda_with_fallback_serves_on_cpu_and_says_so(models_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with open_app(settings_of(models_dir=models_dir, models="emotions", default_model="emotions",
+                              provider="cuda")) as c:
         listing = c.get("/v1/models").json()
     assert listing["default"] == "emotions"
     assert [(m["name"], m["provider"]) for m in listing["models"]] == [("emotions", "CPUExecutionProvider")]
-    assert "SDLGM_PROVIDER=cuda but onnxruntime has no CUDAExecutionProvider" in edge.log()
-    assert "loaded model" not in edge.log()  # SDLGM_LOG_LEVEL=warning
+    [warning] = [r for r in caplog.records if "SDLGM_PROVIDER=cuda" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert warning.getMessage().startswith("SDLGM_PROVIDER=cuda but onnxruntime has no CUDAExecutionProvider")
 
 
-def test_an_inference_timeout_answers_503_and_the_server_stays_healthy(edge: Server) -> None:
-    with edge.client() as c:
+def test_an_inference_timeout_answers_503_and_the_app_stays_healthy(models_dir: Path) -> None:
+    settings = settings_of(models_dir=models_dir, models="emotions", default_model="emotions",
+                           request_timeout_s=0.000001)  # a time limit nothing can meet
+    with open_app(settings) as c:
         r = c.post("/predict", json={"vectors": [[0.0] * 72] * 300})
         assert r.status_code == 503
         assert r.json() == {"kind": "timeout", "error": "inference took longer than the request timeout of 1e-06 s "

@@ -1,9 +1,10 @@
-"""GET /metrics against the session's real server: every metric family is exported, labels are route
+"""GET /metrics of the app in this process: every metric family is exported, labels are route
 templates, and the counters move by what the traffic in between did."""
 
 from __future__ import annotations
 
 import httpx
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 FAMILIES = {
@@ -27,15 +28,15 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric:
     return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_follow_the_traffic(client: httpx.Client) -> None:
-    before = scrape(client)
+def test_metrics_follow_the_traffic(api: TestClient) -> None:
+    before = scrape(api)
     for _ in range(3):
-        assert client.post("/encode", json={"vectors": [V, V]}).status_code == 200
-    assert client.post("/encode", json={"vector": V[:3]}).status_code == 400
-    assert client.get("/v1/models/kpi5g").status_code == 200
-    assert client.get("/no/such/path").status_code == 404
-    enc = client.post("/encode", json={"vector": V}).json()["codes"][0]
-    after = scrape(client)
+        assert api.post("/encode", json={"vectors": [V, V]}).status_code == 200
+    assert api.post("/encode", json={"vector": V[:3]}).status_code == 400
+    assert api.get("/v1/models/kpi5g").status_code == 200
+    assert api.get("/no/such/path").status_code == 404
+    enc = api.post("/encode", json={"vector": V}).json()["codes"][0]
+    after = scrape(api)
 
     def delta(metric: str, **labels: str) -> float:
         return value(after, metric, **labels) - value(before, metric, **labels)
@@ -59,9 +60,9 @@ def test_metrics_follow_the_traffic(client: httpx.Client) -> None:
     assert value(after, "sdlgm_in_flight_requests") == 1  # the scrape itself
 
 
-def test_model_info_names_each_model_with_its_provider(client: httpx.Client) -> None:
-    samples = scrape(client)
-    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+def test_model_info_names_each_model_with_its_provider(api: TestClient) -> None:
+    samples = scrape(api)
+    models = {m["name"]: m for m in api.get("/v1/models").json()["models"]}
     for name, m in models.items():
         assert value(samples, "sdlgm_model_info", name=name, version=m["version"], fingerprint=m["fingerprint"],
                      provider="CPUExecutionProvider") == 1

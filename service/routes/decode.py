@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from service.deps import MetricsDep, ModelDep, RegistryDep, SettingsDep
 from service.errors import ERROR_RESPONSES, ServiceError
 from service.fastjson import FastJSONRoute
-from service.inference import as_counts, offload
+from service.inference import as_counts, check_format, offload
 from service.schemas import DecodeRequest, DecodeResponse
 
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
@@ -26,7 +26,8 @@ async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, se
         hint = f"; they are codes of model {owner!r}: use ?model={owner}" if owner else ""
         raise ServiceError(409, "fingerprint_mismatch", f"the codes were made by the model with fingerprint "
                            f"{body.fingerprint[:12]}..., not by {model.name!r} ({m.fingerprint[:12]}...){hint}")
-    z = as_counts(body.codes, m, settings.max_batch, body.format)
+    check_format(body.format, m)
+    z = as_counts(body.codes, m.code_space, settings.max_batch, body.format, m.entropy)
     x_hat = await offload(lambda: model.decode(z), settings.request_timeout_s)
     metrics.batch_size.labels(endpoint="/decode", model=model.name).observe(len(z))
     # built without re-validation: B x D floats the model itself produced

@@ -27,7 +27,7 @@ async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep,
 
     def run() -> list[CodeOut]:
         L_hat, counts = model.encode(x, rng)
-        return codes_out(L_hat, counts, m, body.format)
+        return codes_out(L_hat, counts, m.code_space, body.format, m.entropy)
 
     out = await offload(run, settings.request_timeout_s)
     metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(out))
