@@ -17,6 +17,7 @@ from bundle import __version__
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import MetricsMiddleware, RequestGuard
+from service.quality import QualitySampler
 from service.registry import load_registry
 from service.routes import ROUTERS
 from service.settings import Settings
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          swagger_ui_parameters={"validatorUrl": None})
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.quality = QualitySampler(settings.quality_sample_rate)
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app, metrics)

@@ -15,6 +15,7 @@ from fastapi import Depends, Query, Request
 
 from bundle.runtime import ModelRuntime
 from service.metrics import Metrics
+from service.quality import QualitySampler
 from service.registry import ModelRegistry
 from service.settings import Settings
 
@@ -36,7 +37,13 @@ async def _registry(request: Request) -> ModelRegistry:
     return registry
 
 
+async def _quality(request: Request) -> QualitySampler:
+    quality: QualitySampler = request.app.state.quality
+    return quality
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+QualityDep = Annotated[QualitySampler, Depends(_quality)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
 

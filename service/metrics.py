@@ -14,6 +14,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 INFERENCE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = tuple(float(2**i) for i in range(17))  # 1 .. 65536, the range of max_batch
 COUNT_BUCKETS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 255.0)  # L0 <= 255
+CODE_SIZE_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0, 64.0, 128.0, 256.0, 1024.0)
+NRMSE_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 5.0)
 
 
 class Metrics:
@@ -36,6 +38,11 @@ class Metrics:
         self.input_bytes = Counter("sdlgm_input_bytes", "raw float32 bytes of the vectors encoded", ["model"],
                                    registry=r)
         self.code_bytes = Counter("sdlgm_code_bytes", "binary code bytes sent for them", ["model"], registry=r)
+        self.code_size = Histogram("sdlgm_code_size_bytes", "bytes of each code sent, in its wire format",
+                                   ["model", "format"], buckets=CODE_SIZE_BUCKETS, registry=r)
+        self.roundtrip_nrmse = Histogram(
+            "sdlgm_roundtrip_nrmse", "normalized RMSE of decode(encode(x)) against x, per vector of the sampled "
+            "/encode requests (SDLGM_QUALITY_SAMPLE_RATE)", ["model"], buckets=NRMSE_BUCKETS, registry=r)
         self.errors = Counter("sdlgm_errors", "error responses by kind", ["kind"], registry=r)
         self.in_flight = Gauge("sdlgm_in_flight_requests", "HTTP requests being answered", registry=r)
         self.model_info = Gauge("sdlgm_model_info", "1 for each loaded model",

@@ -30,7 +30,7 @@ def _check_name(name: str) -> str:
 class Settings(BaseSettings):
     """Environment variables: SDLGM_MODELS_DIR, SDLGM_DEFAULT_MODEL, SDLGM_MODELS, SDLGM_HOST, SDLGM_PORT,
     SDLGM_PROVIDER, SDLGM_ALLOW_CPU_FALLBACK, SDLGM_INTRA_OP_THREADS, SDLGM_INTER_OP_THREADS,
-    SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_LOG_LEVEL. An empty variable
+    SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL. An empty variable
     counts as unset."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True)
@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1024, ge=1, le=65536, description="most vectors or codes in one request")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3, description="largest body (413)")
     request_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0, description="inference time limit (503)")
+    quality_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="share of /encode requests "
+                                       "whose codes are decoded again to measure the round trip's error")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("default_model")

@@ -3,15 +3,24 @@ templates, and the counters move by what the traffic in between did."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import numpy as np
+import pytest
+from conftest import open_app, settings_of
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+
+from bundle.manifest import load_manifest
+from bundle.runtime import open_bundle
 
 FAMILIES = {
     "sdlgm_requests": "counter", "sdlgm_request_duration_seconds": "histogram",
     "sdlgm_inference_seconds": "histogram", "sdlgm_batch_size": "histogram", "sdlgm_code_L_hat": "histogram",
     "sdlgm_code_nnz": "histogram", "sdlgm_input_bytes": "counter", "sdlgm_code_bytes": "counter",
     "sdlgm_errors": "counter", "sdlgm_in_flight_requests": "gauge", "sdlgm_model_info": "gauge",
+    "sdlgm_code_size_bytes": "histogram", "sdlgm_roundtrip_nrmse": "histogram",
 }
 V = [0.5] * 80
 
@@ -66,3 +75,32 @@ def test_model_info_names_each_model_with_its_provider(api: TestClient) -> None:
     for name, m in models.items():
         assert value(samples, "sdlgm_model_info", name=name, version=m["version"], fingerprint=m["fingerprint"],
                      provider="CPUExecutionProvider") == 1
+
+
+def test_code_sizes_per_format_and_the_sampled_round_trip_error(models_dir: Path) -> None:
+    rng = np.random.default_rng(5)
+    manifest = load_manifest(models_dir / "kpi5g")
+    st = manifest.standardization
+    assert st is not None
+    x = (np.asarray(st.mean) + rng.normal(size=(6, manifest.D)) * np.asarray(st.std)).astype(np.float32)
+    runtime = open_bundle(models_dir / "kpi5g")
+    _, counts = runtime.encode(x)
+    x_hat = runtime.decode(counts.astype(np.float32)).astype(np.float64)
+    want = np.sqrt((((x_hat - x) / np.asarray(st.std)) ** 2).mean(1))
+    with open_app(settings_of(models_dir=models_dir, quality_sample_rate=1.0)) as client:
+        before = scrape(client)
+        enc = client.post("/encode", json={"vectors": x.tolist(), "format": "enum"}).json()["codes"]
+        client.post("/encode", json={"vectors": x[:2].tolist()})
+        after = scrape(client)
+    assert value(after, "sdlgm_roundtrip_nrmse_count", model="kpi5g") - \
+        value(before, "sdlgm_roundtrip_nrmse_count", model="kpi5g") == 8
+    assert value(after, "sdlgm_roundtrip_nrmse_sum", model="kpi5g") - value(
+        before, "sdlgm_roundtrip_nrmse_sum", model="kpi5g") == pytest.approx(want.sum() + want[:2].sum(), rel=1e-5)
+    assert value(after, "sdlgm_code_size_bytes_count", model="kpi5g", format="enum") == 6
+    assert value(after, "sdlgm_code_size_bytes_sum", model="kpi5g", format="enum") == sum(
+        c["size_bytes"] for c in enc) == 6 * 3
+    assert value(after, "sdlgm_code_size_bytes_count", model="kpi5g", format="v1") == 2
+    with open_app(settings_of(models_dir=models_dir, quality_sample_rate=0.0)) as client:
+        client.post("/encode", json={"vectors": x.tolist()})
+        none = scrape(client)
+    assert value(none, "sdlgm_roundtrip_nrmse_count", model="kpi5g") == 0

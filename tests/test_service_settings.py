@@ -51,6 +51,7 @@ BAD = [
     ({"SDLGM_MAX_BATCH": "many"}, "SDLGM_MAX_BATCH=many: Input should be a valid integer"),
     ({"SDLGM_MAX_BODY_BYTES": "10"}, "SDLGM_MAX_BODY_BYTES=10: Input should be greater than or equal to 1024"),
     ({"SDLGM_REQUEST_TIMEOUT_S": "0"}, "SDLGM_REQUEST_TIMEOUT_S=0: Input should be greater than 0"),
+    ({"SDLGM_QUALITY_SAMPLE_RATE": "1.5"}, "SDLGM_QUALITY_SAMPLE_RATE=1.5: Input should be less than or equal to 1"),
     ({"SDLGM_PORT": "70000"}, "SDLGM_PORT=70000: Input should be less than or equal to 65535"),
     ({"SDLGM_PROVIDER": "tpu"}, "SDLGM_PROVIDER=tpu: Input should be 'cpu', 'cuda' or 'auto'"),
     ({"SDLGM_INTRA_OP_THREADS": "-1"}, "SDLGM_INTRA_OP_THREADS=-1: Input should be greater than or equal to 0"),
