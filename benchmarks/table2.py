@@ -9,7 +9,8 @@ training part, 5-fold CV on the training part for hyperparameters, 5 reruns; CAL
 
 Writes <out>/table2.json: objects with dataset, method, micro_f1_mean/std, macro_f1_mean/std (per-label
 mean, scikit-learn's), macro_f1_harmonic_mean/std (the sparsemax paper's definition), hyperparameters.
-Rows of other (data set, method) pairs are kept, so sets and methods can be run one at a time.
+Rows of other (data set, method) pairs are kept, so sets and methods can be run one at a time. Then
+<out>/table2.md sets the rows beside the paper's (benchmarks/table2_report.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from table2_report import markdown
 
 from training import datasets, multilabel
 
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ran = {(r["dataset"], r["method"]) for r in rows}
     kept = [r for r in earlier if (r.get("dataset"), r.get("method")) not in ran]
     path.write_text(json.dumps(kept + rows, indent=2) + "\n")
+    (out / "table2.md").write_text(markdown(kept + rows))
     print(f"table2: {time.perf_counter() - t0:.0f} s on this machine")
     return 0
 
