@@ -55,6 +55,7 @@ def not_a_code(i: int, why: str) -> str:
 RANGE = "indices must lie in [0, 63]"
 NOT_LOADED = "; loaded models: emotions, kpi5g"
 NOT_JSON = "is not supported; send JSON (application/json)"
+NOT_JSON_NOR_BINARY = "is not supported; send JSON (application/json) or application/octet-stream"
 
 CASES = [
     # vectors
@@ -104,9 +105,9 @@ CASES = [
     Case("body over the limit", "/encode", content=b" " * (LIMIT + 1), status=413, kind="payload_too_large",
          error=f"request body of {LIMIT + 1} bytes is over the limit of {LIMIT} bytes (SDLGM_MAX_BODY_BYTES)"),
     Case("text/plain", "/encode", content='{"vector": []}', headers={"content-type": "text/plain"}, status=415,
-         kind="unsupported_media_type", error=f"content type 'text/plain' {NOT_JSON}"),
+         kind="unsupported_media_type", error=f"content type 'text/plain' {NOT_JSON_NOR_BINARY}"),
     Case("no content type", "/decode", content="{}", headers={}, status=415, kind="unsupported_media_type",
-         error=f"content type 'none' {NOT_JSON}"),
+         error=f"content type 'none' {NOT_JSON_NOR_BINARY}"),
     Case("form body", "/predict", content="vector=1", headers={"content-type": "application/x-www-form-urlencoded"},
          status=415, kind="unsupported_media_type", error=f"content type 'application/x-www-form-urlencoded' {NOT_JSON}"),
     # models, paths and methods

@@ -1,40 +1,89 @@
-"""POST /encode: raw vectors -> sparse codes (indices, counts, L_hat, binary form)."""
+"""POST /encode: raw vectors -> sparse codes (indices, counts, L_hat, binary form); a JSON body, or float32
+rows as application/octet-stream (service.binary) answered with framed codes when Accept asks for them."""
 
 from __future__ import annotations
 
-import numpy as np
-from fastapi import APIRouter
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+
+from bundle import formats
+from bundle.codes import IntArray
+from bundle.formats import Format
+from bundle.runtime import F32, ModelRuntime
+from service import binary
 from service.deps import MetricsDep, ModelDep, SettingsDep
 from service.errors import ERROR_RESPONSES
 from service.fastjson import FastJSONRoute
 from service.inference import as_matrix, check_format, codes_out, offload
-from service.schemas import CodeOut, EncodeRequest, EncodeResponse
+from service.metrics import Metrics
+from service.schemas import FORMAT_DESCRIPTION, EncodeRequest, EncodeResponse
+from service.settings import Settings
 
+T = TypeVar("T")
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
+BINARY_BODY = {"requestBody": {"content": {binary.OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-@router.post("/encode", responses=ERROR_RESPONSES)
+async def _codes(model: ModelRuntime, x: F32, rng: np.random.Generator | None, build: Callable[[IntArray, IntArray], T],
+                 settings: Settings, metrics: Metrics) -> T:
+    """build(L_hat, counts) of the rows' codes, off the event loop, with the batch's metrics."""
+
+    def run() -> tuple[IntArray, IntArray, T]:
+        L_hat, counts = model.encode(x, rng)
+        return L_hat, counts, build(L_hat, counts)
+
+    L_hat, counts, out = await offload(run, settings.request_timeout_s)
+    metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(x))
+    L_hat_hist, nnz_hist = metrics.code_L_hat.labels(model=model.name), metrics.code_nnz.labels(model=model.name)
+    for L, nnz in zip(L_hat.tolist(), np.count_nonzero(counts, axis=1).tolist(), strict=True):
+        L_hat_hist.observe(L)
+        nnz_hist.observe(nnz)
+    metrics.input_bytes.labels(model=model.name).inc(x.nbytes)
+    return out
+
+
+async def encode_binary(request: Request, model: ModelDep, settings: SettingsDep, metrics: MetricsDep,
+                        format: Annotated[Format, Query(description=FORMAT_DESCRIPTION)] = "v1",
+                        stochastic: bool = False,
+                        seed: Annotated[int | None, Query(ge=0, lt=2**63)] = None) -> Response:
+    """The binary twin of /encode (docs/serving.md): float32 rows in, framed codes out."""
+    m = model.manifest
+    x = binary.rows(await request.body(), m.D, settings.max_batch)
+    check_format(format, m)
+    rng = np.random.default_rng(seed) if stochastic else None
+    if not binary.wants_binary(request.headers):
+        out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, format, m.entropy), settings, metrics)
+        metrics.code_bytes.labels(model=model.name).inc(sum(c.size_bytes for c in out))
+        answer = EncodeResponse(model=model.name, fingerprint=m.fingerprint, stochastic=stochastic, codes=out)
+        return Response(answer.model_dump_json(), media_type="application/json")
+    blobs = await _codes(model, x, rng, lambda _, c: formats.pack(format, c, m.code_space, m.entropy), settings, metrics)
+    metrics.code_bytes.labels(model=model.name).inc(sum(map(len, blobs)))
+    packed = binary.frame(format, blobs)
+    return Response(packed, media_type=binary.OCTET_STREAM, headers={
+        "X-SDLGM-Model": model.name, binary.FINGERPRINT_HEADER: m.fingerprint, "X-SDLGM-Format": format,
+        "X-SDLGM-Count": str(len(x))})
+
+
+router.add_api_route("/encode", encode_binary, methods=["POST"], include_in_schema=False,
+                     route_class_override=binary.OctetStreamRoute, response_model=None)
+
+
+@router.post("/encode", responses=ERROR_RESPONSES, openapi_extra=BINARY_BODY)
 async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep,
                  metrics: MetricsDep) -> EncodeResponse:
     """Encode one vector (`vector`) or a batch (`vectors`) with the model named by `?model=`: the
     deterministic code (the posterior's mode), or with `stochastic` a sample, reproducible with `seed`;
-    `binary` in the requested `format`."""
+    `binary` in the requested `format`. An application/octet-stream body of float32 rows takes the same
+    options as query parameters and, with `Accept: application/octet-stream`, answers the framed codes
+    (docs/serving.md)."""
     m = model.manifest
     x = as_matrix(body.rows(), m.D, settings.max_batch)
     check_format(body.format, m)
     rng = np.random.default_rng(body.seed) if body.stochastic else None
-
-    def run() -> list[CodeOut]:
-        L_hat, counts = model.encode(x, rng)
-        return codes_out(L_hat, counts, m.code_space, body.format, m.entropy)
-
-    out = await offload(run, settings.request_timeout_s)
-    metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(out))
-    L_hat_hist, nnz_hist = metrics.code_L_hat.labels(model=model.name), metrics.code_nnz.labels(model=model.name)
-    for c in out:
-        L_hat_hist.observe(c.L_hat)
-        nnz_hist.observe(c.nnz)
-    metrics.input_bytes.labels(model=model.name).inc(x.nbytes)
+    out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, body.format, m.entropy), settings,
+                       metrics)
     metrics.code_bytes.labels(model=model.name).inc(sum(c.size_bytes for c in out))
     return EncodeResponse(model=model.name, fingerprint=m.fingerprint, stochastic=body.stochastic, codes=out)
