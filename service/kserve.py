@@ -151,8 +151,7 @@ def _json_numbers(data: list[Any], datatype: str, name: str) -> Array:
     except ValueError as exc:  # ragged nesting
         raise bad_input(f"input {name!r}: data is not a regular array: {exc}") from exc
     if values.size and values.dtype.kind not in JSON_KINDS[datatype]:
-        raise bad_input(f"input {name!r}: data must be {datatype} values (JSON numbers or booleans as the type "
-                        f"says), not {values.dtype.kind!r}-kind values such as {values[0]!r}")
+        raise bad_input(f"input {name!r}: data must be {datatype} values, not {type(values[0].item()).__name__}")
     if datatype in ("INT32", "INT64") and values.size:
         info = np.iinfo(DTYPES[datatype])
         if values.min() < info.min or values.max() > info.max:
@@ -161,7 +160,15 @@ def _json_numbers(data: list[Any], datatype: str, name: str) -> Array:
 
 
 def tensor(inp: InferInput, raw: bytes | None, spec: TensorSpec, model: str) -> Array:
-    """The input as a numpy array of its spec's datatype and of its declared shape, checked against spec."""
+    """The input as a numpy array of its spec's datatype and of its declared shape, checked against spec
+    (FP32 values finite)."""
+    values = _values(inp, raw, spec, model)
+    if spec.datatype == "FP32" and not np.isfinite(values).all():
+        raise bad_input(f"input {inp.name!r} holds NaN or infinity; values must be finite")
+    return values
+
+
+def _values(inp: InferInput, raw: bytes | None, spec: TensorSpec, model: str) -> Array:
     if inp.datatype != spec.datatype:
         raise bad_input(f"input {inp.name!r} has datatype {inp.datatype}; model {model!r} takes {spec.datatype}")
     if len(inp.shape) != len(spec.shape) or any(s not in (-1, v) for s, v in zip(spec.shape, inp.shape, strict=True)):
