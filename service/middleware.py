@@ -1,6 +1,8 @@
 """Two pure ASGI middlewares: request metrics around everything, and the request guard (415 and 413).
 
-RequestGuard answers 415 when a POST body is not JSON, and 413 when the body is over SDLGM_MAX_BODY_BYTES:
+RequestGuard answers 415 when a POST body is not JSON (nor application/octet-stream on the endpoints that
+take binary bodies: /encode, /decode and the KServe V2 ones, which also take a body without Content-Type,
+as tritonclient sends it), and 413 when the body is over SDLGM_MAX_BODY_BYTES:
 at once from Content-Length, or while reading a body streamed without it (chunked). It reads the whole
 body before the app sees it (the app parses JSON, so it needs all of it anyway) and hands it on in one
 message. When a streamed body passes the limit before its end, it discards up to as much again, for at
@@ -17,12 +19,31 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.binary import OCTET_STREAM, media_type
 from service.deps import MODEL_STATE_KEY
 from service.errors import error_response
 from service.metrics import Metrics
 
 DRAIN_S = 2.0
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+BINARY_PATHS = {"/encode", "/decode"}
+V2_PREFIX = "/v2/"
+
+
+def refused_media(path: str, media: str) -> str | None:
+    """Why a body of this media type cannot go to this path (the 415's message), None when it can."""
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    if path.startswith(V2_PREFIX):
+        if media in ("", OCTET_STREAM):
+            return None
+        return f"content type {media!r} is not supported; send JSON or a KServe V2 binary body ({OCTET_STREAM})"
+    shown = media or "none"
+    if path in BINARY_PATHS:
+        if media == OCTET_STREAM:
+            return None
+        return f"content type {shown!r} is not supported; send JSON (application/json) or {OCTET_STREAM}"
+    return f"content type {shown!r} is not supported; send JSON (application/json)"
 
 
 def endpoint_of(routes: list[BaseRoute], scope: Scope) -> str:
@@ -70,7 +91,7 @@ class MetricsMiddleware:
 
 
 class RequestGuard:
-    """415 for a POST body that is not JSON, 413 for a body over max_body_bytes."""
+    """415 for a POST body of a media type its path does not take, 413 for a body over max_body_bytes."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app, self.metrics, self.limit = app, metrics, max_body_bytes
@@ -97,11 +118,9 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         if scope["method"] in BODY_METHODS:
-            media = headers.get("content-type", "").split(";")[0].strip().lower()
-            if media != "application/json" and not media.endswith("+json"):
-                shown = media or "none"
-                await self._refuse(scope, receive, send, 415, "unsupported_media_type",
-                                   f"content type {shown!r} is not supported; send JSON (application/json)")
+            refused = refused_media(scope["path"], media_type(headers))
+            if refused is not None:
+                await self._refuse(scope, receive, send, 415, "unsupported_media_type", refused)
                 return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from service.routes import decode, encode, health, metrics, models, predict
+from service.routes import decode, encode, health, metrics, models, predict, v2
 
-ROUTERS = [encode.router, decode.router, predict.router, models.router, health.router, metrics.router]
+ROUTERS = [encode.router, decode.router, predict.router, models.router, health.router, metrics.router, v2.router]

@@ -1,35 +1,86 @@
-"""POST /decode: codes (sparse or binary) -> reconstructions in original units; 409 for another model's."""
+"""POST /decode: codes (sparse or binary) -> reconstructions in original units; 409 for another model's.
+A JSON body, or framed codes as application/octet-stream (service.binary) with the fingerprint in the
+X-SDLGM-Fingerprint header (or `?fingerprint=`), answered with float32 rows when Accept asks for them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from bundle.formats import Format
+from bundle.runtime import F32, ModelRuntime
+from service import binary
 from service.deps import MetricsDep, ModelDep, RegistryDep, SettingsDep
-from service.errors import ERROR_RESPONSES, ServiceError
+from service.errors import ERROR_RESPONSES, ServiceError, bad_input
 from service.fastjson import FastJSONRoute
 from service.inference import as_counts, check_format, offload
-from service.schemas import DecodeRequest, DecodeResponse
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.schemas import FINGERPRINT, FORMAT_DESCRIPTION, DecodeRequest, DecodeResponse
+from service.settings import Settings
 
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
+BINARY_BODY = {"requestBody": {"content": {binary.OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-@router.post("/decode", responses=ERROR_RESPONSES)
-async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-                 metrics: MetricsDep) -> DecodeResponse:
-    """Decode codes made by the model named by `?model=`; `fingerprint` must be that model's."""
+def check_codes_of(model: ModelRuntime, fingerprint: str, registry: ModelRegistry) -> None:
+    """422 for a model without decoder, 409 for codes made by another model (naming it when loaded)."""
     m = model.manifest
     if not model.has_decoder:
         raise ServiceError(422, "unsupported",
                            f"model {model.name!r} is supervised ({m.kind}) and has no decoder")
-    if body.fingerprint != m.fingerprint:
-        owner = registry.by_fingerprint(body.fingerprint)
+    if fingerprint != m.fingerprint:
+        owner = registry.by_fingerprint(fingerprint)
         hint = f"; they are codes of model {owner!r}: use ?model={owner}" if owner else ""
         raise ServiceError(409, "fingerprint_mismatch", f"the codes were made by the model with fingerprint "
-                           f"{body.fingerprint[:12]}..., not by {model.name!r} ({m.fingerprint[:12]}...){hint}")
-    check_format(body.format, m)
-    z = as_counts(body.codes, m.code_space, settings.max_batch, body.format, m.entropy)
+                           f"{fingerprint[:12]}..., not by {model.name!r} ({m.fingerprint[:12]}...){hint}")
+
+
+async def _decode(model: ModelRuntime, z: F32, settings: Settings, metrics: Metrics) -> F32:
     x_hat = await offload(lambda: model.decode(z), settings.request_timeout_s)
     metrics.batch_size.labels(endpoint="/decode", model=model.name).observe(len(z))
+    return x_hat
+
+
+async def decode_binary(request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
+                        metrics: MetricsDep,
+                        format: Annotated[Format, Query(description=FORMAT_DESCRIPTION)] = "v1",
+                        fingerprint: Annotated[str | None, Query(pattern=FINGERPRINT)] = None,
+                        x_sdlgm_fingerprint: Annotated[str | None, Header(pattern=FINGERPRINT)] = None) -> Response:
+    """The binary twin of /decode (docs/serving.md): framed codes in, float32 rows out."""
+    given = x_sdlgm_fingerprint or fingerprint
+    if given is None:
+        raise bad_input(f"binary codes need the fingerprint of their model: send it in the "
+                        f"{binary.FINGERPRINT_HEADER} header or the ?fingerprint= query parameter")
+    check_codes_of(model, given, registry)
+    m = model.manifest
+    check_format(format, m)
+    blobs = binary.unframe(format, await request.body(), m.code_space, settings.max_batch)
+    x_hat = await _decode(model, binary.counts_of(format, blobs, m.code_space, m.entropy), settings, metrics)
+    if binary.wants_binary(request.headers):
+        return Response(x_hat.astype("<f4", copy=False).tobytes(), media_type=binary.OCTET_STREAM, headers={
+            "X-SDLGM-Model": model.name, binary.FINGERPRINT_HEADER: m.fingerprint, "X-SDLGM-Count": str(len(x_hat))})
+    answer = DecodeResponse.model_construct(model=model.name, fingerprint=m.fingerprint,
+                                            reconstructions=x_hat.tolist())
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+router.add_api_route("/decode", decode_binary, methods=["POST"], include_in_schema=False,
+                     route_class_override=binary.OctetStreamRoute, response_model=None)
+
+
+@router.post("/decode", responses=ERROR_RESPONSES, openapi_extra=BINARY_BODY)
+async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
+                 metrics: MetricsDep) -> DecodeResponse:
+    """Decode codes made by the model named by `?model=`; `fingerprint` must be that model's. Framed binary
+    codes as application/octet-stream take the fingerprint in the X-SDLGM-Fingerprint header and answer
+    float32 rows with `Accept: application/octet-stream` (docs/serving.md)."""
+    check_codes_of(model, body.fingerprint, registry)
+    m = model.manifest
+    check_format(body.format, m)
+    z = as_counts(body.codes, m.code_space, settings.max_batch, body.format, m.entropy)
+    x_hat = await _decode(model, z, settings, metrics)
     # built without re-validation: B x D floats the model itself produced
     return DecodeResponse.model_construct(model=model.name, fingerprint=m.fingerprint,
                                           reconstructions=x_hat.tolist())

@@ -1,50 +1,107 @@
-"""POST /encode: raw vectors -> sparse codes (indices, counts, L_hat, binary form)."""
+"""POST /encode: raw vectors -> sparse codes (indices, counts, L_hat, binary form); a JSON body, or float32
+rows as application/octet-stream (service.binary) answered with framed codes when Accept asks for them."""
 
 from __future__ import annotations
 
-import numpy as np
-from fastapi import APIRouter
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+
+from bundle import formats
+from bundle.codes import IntArray
+from bundle.formats import Format
+from bundle.runtime import F32, ModelRuntime
+from service import binary
 from service.deps import MetricsDep, ModelDep, QualityDep, SettingsDep
 from service.errors import ERROR_RESPONSES
 from service.fastjson import FastJSONRoute
 from service.inference import as_matrix, check_format, codes_out, offload
-from service.quality import roundtrip_nrmse
-from service.schemas import CodeOut, EncodeRequest, EncodeResponse
+from service.metrics import Metrics
+from service.quality import QualitySampler, roundtrip_nrmse
+from service.schemas import FORMAT_DESCRIPTION, EncodeRequest, EncodeResponse
+from service.settings import Settings
 
+T = TypeVar("T")
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
+BINARY_BODY = {"requestBody": {"content": {binary.OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-@router.post("/encode", responses=ERROR_RESPONSES)
-async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep, metrics: MetricsDep,
-                 quality: QualityDep) -> EncodeResponse:
-    """Encode one vector (`vector`) or a batch (`vectors`) with the model named by `?model=`: the
-    deterministic code (the posterior's mode), or with `stochastic` a sample, reproducible with `seed`;
-    `binary` in the requested `format`."""
-    m = model.manifest
-    x = as_matrix(body.rows(), m.D, settings.max_batch)
-    check_format(body.format, m)
-    rng = np.random.default_rng(body.seed) if body.stochastic else None
-
+async def _codes(model: ModelRuntime, x: F32, rng: np.random.Generator | None, build: Callable[[IntArray, IntArray], T],
+                 settings: Settings, metrics: Metrics, quality: QualitySampler) -> T:
+    """build(L_hat, counts) of the rows' codes, off the event loop, with the batch's metrics and, for a
+    sampled request, the round trip's error (service.quality)."""
     measure = model.has_decoder and quality.sampled()
 
-    def run() -> tuple[list[CodeOut], np.ndarray | None]:
+    def run() -> tuple[IntArray, IntArray, np.ndarray | None, T]:
         L_hat, counts = model.encode(x, rng)
         errors = roundtrip_nrmse(model, x, counts) if measure else None
-        return codes_out(L_hat, counts, m.code_space, body.format, m.entropy), errors
+        return L_hat, counts, errors, build(L_hat, counts)
 
-    out, errors = await offload(run, settings.request_timeout_s)
-    metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(out))
+    L_hat, counts, errors, out = await offload(run, settings.request_timeout_s)
+    metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(x))
     L_hat_hist, nnz_hist = metrics.code_L_hat.labels(model=model.name), metrics.code_nnz.labels(model=model.name)
-    size_hist = metrics.code_size.labels(model=model.name, format=body.format)
-    for c in out:
-        L_hat_hist.observe(c.L_hat)
-        nnz_hist.observe(c.nnz)
-        size_hist.observe(c.size_bytes)
+    for L, nnz in zip(L_hat.tolist(), np.count_nonzero(counts, axis=1).tolist(), strict=True):
+        L_hat_hist.observe(L)
+        nnz_hist.observe(nnz)
     if errors is not None:
         nrmse_hist = metrics.roundtrip_nrmse.labels(model=model.name)
         for err in errors.tolist():
             nrmse_hist.observe(err)
     metrics.input_bytes.labels(model=model.name).inc(x.nbytes)
-    metrics.code_bytes.labels(model=model.name).inc(sum(c.size_bytes for c in out))
+    return out
+
+
+def _sent(metrics: Metrics, model: str, fmt: Format, sizes: list[int]) -> None:
+    """The bytes of the codes sent, in total and one by one."""
+    metrics.code_bytes.labels(model=model).inc(sum(sizes))
+    size_hist = metrics.code_size.labels(model=model, format=fmt)
+    for n in sizes:
+        size_hist.observe(n)
+
+
+async def encode_binary(request: Request, model: ModelDep, settings: SettingsDep, metrics: MetricsDep, quality: QualityDep,
+                        format: Annotated[Format, Query(description=FORMAT_DESCRIPTION)] = "v1",
+                        stochastic: bool = False,
+                        seed: Annotated[int | None, Query(ge=0, lt=2**63)] = None) -> Response:
+    """The binary twin of /encode (docs/serving.md): float32 rows in, framed codes out."""
+    m = model.manifest
+    x = binary.rows(await request.body(), m.D, settings.max_batch)
+    check_format(format, m)
+    rng = np.random.default_rng(seed) if stochastic else None
+    if not binary.wants_binary(request.headers):
+        out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, format, m.entropy), settings,
+                           metrics, quality)
+        _sent(metrics, model.name, format, [c.size_bytes for c in out])
+        answer = EncodeResponse(model=model.name, fingerprint=m.fingerprint, stochastic=stochastic, codes=out)
+        return Response(answer.model_dump_json(), media_type="application/json")
+    blobs = await _codes(model, x, rng, lambda _, c: formats.pack(format, c, m.code_space, m.entropy), settings,
+                         metrics, quality)
+    _sent(metrics, model.name, format, [len(b) for b in blobs])
+    packed = binary.frame(format, blobs)
+    return Response(packed, media_type=binary.OCTET_STREAM, headers={
+        "X-SDLGM-Model": model.name, binary.FINGERPRINT_HEADER: m.fingerprint, "X-SDLGM-Format": format,
+        "X-SDLGM-Count": str(len(x))})
+
+
+router.add_api_route("/encode", encode_binary, methods=["POST"], include_in_schema=False,
+                     route_class_override=binary.OctetStreamRoute, response_model=None)
+
+
+@router.post("/encode", responses=ERROR_RESPONSES, openapi_extra=BINARY_BODY)
+async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep, metrics: MetricsDep,
+                 quality: QualityDep) -> EncodeResponse:
+    """Encode one vector (`vector`) or a batch (`vectors`) with the model named by `?model=`: the
+    deterministic code (the posterior's mode), or with `stochastic` a sample, reproducible with `seed`;
+    `binary` in the requested `format`. An application/octet-stream body of float32 rows takes the same
+    options as query parameters and, with `Accept: application/octet-stream`, answers the framed codes
+    (docs/serving.md)."""
+    m = model.manifest
+    x = as_matrix(body.rows(), m.D, settings.max_batch)
+    check_format(body.format, m)
+    rng = np.random.default_rng(body.seed) if body.stochastic else None
+    out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, body.format, m.entropy), settings,
+                       metrics, quality)
+    _sent(metrics, model.name, body.format, [c.size_bytes for c in out])
     return EncodeResponse(model=model.name, fingerprint=m.fingerprint, stochastic=body.stochastic, codes=out)
