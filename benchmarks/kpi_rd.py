@@ -1,7 +1,7 @@
 """Rate and distortion of 5G KPI windows: the SDLGM against the codecs an operator would use instead,
 every figure measured in one run on the held-out traces (`make reproduce-kpi`).
 
-    python benchmarks/kpi_rd.py            # the full grid: about 25 minutes on 2 shared cores, by load
+    python benchmarks/kpi_rd.py            # the full grid: about 30 minutes on 2 shared cores, by load
     python benchmarks/kpi_rd.py --quick --results /tmp/rd --doc /tmp/rd/kpi.md   # tiny grid, seconds
 
 Writes <results>/kpi_rd.json: {"meta": facts of the run, "rows": one object per method and setting:

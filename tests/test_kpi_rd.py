@@ -134,11 +134,14 @@ def row(codec: type[codecs.Codec], params: dict[str, Any], nbytes: float, nrmse:
 ROWS = [
     row(codecs.RawFloat32, {}, 320.0, 0.0, 0.171),
     row(codecs.KMeansVQ, {"bits": 8, "centroids": 256}, 1.0, 0.562, 0.187),
+    row(codecs.ProductQuantizer, {"M": 2, "bits": 8}, 2.0, 0.450, 0.159),
     row(codecs.ProductQuantizer, {"M": 4, "bits": 8}, 4.0, 0.366, 0.186),
+    row(codecs_faiss.OptimizedPQ, {"M": 2, "bits": 8, "iterations": 10, "train_rows": 20000}, 2.0, 0.449, 0.163),
     row(codecs_faiss.OptimizedPQ, {"M": 4, "bits": 8, "iterations": 10, "train_rows": 20000}, 4.0, 0.331, 0.179),
     row(codecs_faiss.ResidualQuantizer, {"M": 4, "bits": 8, "beam": 8, "train_rows": 20000}, 4.0, 0.317, 0.183,
         chosen_on_valid={"RQ M=4 beam 1": 0.347, "RQ M=4 beam 8": 0.328}),
     row(codecs_fsq.FSQ, {"levels": [8] * 10 + [4], "d": 11, "iterations": 6000}, 4.0, 0.384, 0.176),
+    row(codecs_fsq.FSQ, {"levels": [8] * 16, "d": 16, "iterations": 6000}, 6.0, 0.318, 0.171),
     row(SDLGMCodec, {"K": 64, "L0": 2, "iterations": 3000}, 4.1, 0.675, 0.182),
     row(SDLGMCodec, {"K": 64, "L0": 4, "iterations": 3000}, 6.0, 0.644, 0.166),
     row(SDLGMLog1pCodec, {"K": 64, "L0": 4, "iterations": 3000}, 7.2, 0.666, 0.157),
@@ -169,6 +172,10 @@ def test_report_lists_every_row_with_its_figures(kpi_report: ModuleType, tmp_pat
     for r in ROWS:  # the message table names every family once, beside its format
         assert sum(r["method"] in x and r["message"] in x for x in lines if x.startswith("| ")) == 1, r["method"]
     assert "| finite scalar quantization | FSQ 8^10 x 4 | 4 | 0.384 |" in text  # family by family
+    # the byte grid: families with two or more whole-byte points, the best SDLGM row at <= bytes beside them
+    assert "| bytes | product quantization | optimized PQ | finite scalar quantization | SDLGM (best at <= bytes) |" in text
+    assert "| 4 | 0.366 | 0.331 | 0.384 |  |" in lines
+    assert "| 6 |  |  | 0.318 | 0.625 (SDLGM K=64 L0=4 (committed bundle)) |" in lines
 
 
 def test_report_rebuilds_from_the_result_file_alone(kpi_report: ModuleType, tmp_path: Path) -> None:
