@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve test lint mutation serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi lock docker-smoke clean
+.PHONY: help venv venv-serve test lint mutation serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ reproduce-figures: venv ## Figures 3-5 as PNG under docs/
 
 reproduce-kpi: venv ## 5G KPI rate-distortion: SDLGM over K and L0 against standard codecs at matched bytes
 	$(PY) benchmarks/kpi_rd.py
+
+kpi-report: venv ## rebuild docs/kpi.md and its plot from docs/results/kpi_rd.json, without rerunning the study
+	$(PY) benchmarks/kpi_report.py
 
 lock: venv ## re-pin the images' packages: docker/serve.lock and docker/gpu.lock from pyproject's extras
 	$(PY) docker/lock.py

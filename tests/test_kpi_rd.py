@@ -1,6 +1,8 @@
-"""Tests for benchmarks/kpi_rd.py: the next-window pairs of the downstream task (no pair spans a gap or
-two traces, missing values are filled or dropped as in the windows, no trace on both sides of the split)
-and a tiny end-to-end run of the command (--quick) that writes the JSON, the plot and the doc."""
+"""Tests for benchmarks/kpi_rd.py and benchmarks/kpi_report.py: the next-window pairs of the downstream
+task (no pair spans a gap or two traces, missing values are filled or dropped as in the windows, no trace
+on both sides of the split), the report built from fixed rows (each row's label and figures, the
+headline comparisons, the candidates chosen on validation, rebuilt from the result file alone), and a
+tiny end-to-end run of the command (--quick) that writes the JSON, the plot and the doc."""
 
 from __future__ import annotations
 
@@ -8,15 +10,20 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
 
-from training import datasets
+from training import codecs, codecs_faiss, codecs_fsq, datasets
+from training.codecs_sdlgm import BundleCodec, SDLGMCodec, SDLGMLog1pCodec
 from training.datasets import DataError, Trace
 
-REQUIRED = {"method", "params", "bytes_per_vector", "entropy_bits_per_vector", "nrmse", "rmse_per_kpi",
-            "downstream_error"}
+REQUIRED = {"method", "label", "role", "message", "params", "bytes_per_vector", "entropy_bits_per_vector", "nrmse",
+            "rmse_per_kpi", "downstream_error"}
+STUDIED = [codecs.RawFloat32, codecs.Float16, codecs.UniformScalar, codecs.Lossless, codecs.PCAQuant,
+           codecs.KMeansVQ, codecs.ProductQuantizer, codecs_faiss.OptimizedPQ, codecs_faiss.ResidualQuantizer,
+           codecs_fsq.FSQ, codecs.OMPSparse, codecs.KSparseAE, SDLGMCodec, SDLGMLog1pCodec, BundleCodec]
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +31,13 @@ def kpi_rd() -> ModuleType:
     import kpi_rd
 
     return kpi_rd
+
+
+@pytest.fixture(scope="module")
+def kpi_report() -> ModuleType:
+    import kpi_report
+
+    return kpi_report
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +102,100 @@ def test_downstream_pairs_stay_on_their_side_of_the_split(kpi_rd: ModuleType, ro
 def test_quick_run_writes_json_plot_and_doc(kpi_rd: ModuleType, root: Path, tmp_path: Path) -> None:
     doc = tmp_path / "doc" / "kpi.md"
     assert kpi_rd.main(["--quick", "--results", str(tmp_path / "results"), "--doc", str(doc)]) == 0
-    rows = json.loads((tmp_path / "results" / "kpi_rd.json").read_text())
+    content = json.loads((tmp_path / "results" / "kpi_rd.json").read_text())
+    rows = content["rows"]
+    assert content["meta"]["quick"] and content["meta"]["test_rows"] == kpi_rd.QUICK.rows
     methods = {r["method"] for r in rows}
-    assert {"raw float32", "float16", "uniform scalar", "lossless", "PCA + uniform", "k-means VQ",
-            "product quantization", "dictionary + OMP", "k-sparse AE", "SDLGM", "SDLGM, committed bundle",
-            "SDLGM, log1p bitrates"} <= methods
+    assert {c.family for c in STUDIED} <= methods
     for r in rows:
         assert set(r) >= REQUIRED, r["method"]
         assert r["bytes_per_vector"] > 0 and r["nrmse"] >= 0 and 0 <= r["downstream_error"] <= 1
         assert set(r["rmse_per_kpi"]) == set(datasets.DEFAULT_KPIS)
-    lossless = [r for r in rows if r["method"] == "lossless"]
+    lossless = [r for r in rows if r["method"] == codecs.Lossless.family]
     assert all(r["nrmse"] == 0 for r in lossless)
     assert (tmp_path / "results" / "kpi_rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = doc.read_text()
     assert "--quick run" in text and "## The default model's point" in text and "../results/kpi_rd.png" in text
+
+
+KPIS = list(datasets.DEFAULT_KPIS)
+
+
+def row(codec: type[codecs.Codec], params: dict[str, Any], nbytes: float, nrmse: float, downstream: float,
+        **extra: Any) -> dict[str, Any]:
+    """A result row as kpi_rd.measure writes it, with distinct figures to look for."""
+    return {"method": codec.family, "label": codec.label(params), "role": codec.role, "message": codec.message,
+            "params": params, "bytes_per_vector": nbytes, "entropy_bits_per_vector": 5.5 * nbytes, "nrmse": nrmse,
+            "rmse_per_kpi": {k: 10 * nrmse + i for i, k in enumerate(KPIS)}, "nrmse_valid": nrmse + 0.011,
+            "negative_bitrate_share": 0.02, "nrmse_bitrates_clipped": nrmse - 0.001, "downstream_error": downstream,
+            "downstream_error_from_code": None, "fit_seconds": 3.0, **extra}
+
+
+ROWS = [
+    row(codecs.RawFloat32, {}, 320.0, 0.0, 0.171),
+    row(codecs.KMeansVQ, {"bits": 8, "centroids": 256}, 1.0, 0.562, 0.187),
+    row(codecs.ProductQuantizer, {"M": 2, "bits": 8}, 2.0, 0.450, 0.159),
+    row(codecs.ProductQuantizer, {"M": 4, "bits": 8}, 4.0, 0.366, 0.186),
+    row(codecs_faiss.OptimizedPQ, {"M": 2, "bits": 8, "iterations": 10, "train_rows": 20000}, 2.0, 0.449, 0.163),
+    row(codecs_faiss.OptimizedPQ, {"M": 4, "bits": 8, "iterations": 10, "train_rows": 20000}, 4.0, 0.331, 0.179),
+    row(codecs_faiss.ResidualQuantizer, {"M": 4, "bits": 8, "beam": 8, "train_rows": 20000}, 4.0, 0.317, 0.183,
+        chosen_on_valid={"RQ M=4 beam 1": 0.347, "RQ M=4 beam 8": 0.328}),
+    row(codecs_fsq.FSQ, {"levels": [8] * 10 + [4], "d": 11, "iterations": 6000}, 4.0, 0.384, 0.176),
+    row(codecs_fsq.FSQ, {"levels": [8] * 16, "d": 16, "iterations": 6000}, 6.0, 0.318, 0.171),
+    row(SDLGMCodec, {"K": 64, "L0": 2, "iterations": 3000}, 4.1, 0.675, 0.182),
+    row(SDLGMCodec, {"K": 64, "L0": 4, "iterations": 3000}, 6.0, 0.644, 0.166),
+    row(SDLGMLog1pCodec, {"K": 64, "L0": 4, "iterations": 3000}, 7.2, 0.666, 0.157),
+    row(BundleCodec, {"K": 64, "L0": 4, "iterations": 10000, "bundle": "models/kpi5g", "fingerprint": "ab"},
+        5.9, 0.625, 0.177),
+]
+META = {"window": 10, "kpis": KPIS, "D": 80, "train_rows": 51081, "valid_rows": 1094, "test_rows": 2965,
+        "train_traces": 58, "valid_traces": 8, "test_traces": 17, "train_pairs": 9805, "test_pairs": 2879,
+        "train_low_share": 0.54, "test_low_share": 0.74, "majority_error": 0.256, "persistence_error": 0.232,
+        "iterations": 3000, "config": {"K": 64, "L0": 4, "iterations": 10000}, "quick": False, "omp_rows": 3000,
+        "omp_iterations": 4, "fsq_iterations": 6000, "faiss_rows": 20000, "opq_iterations": 10, "rq_beams": [1, 8],
+        "threshold_kbps": 1000.0, "max_dl_bitrate": 532905.0, "median_dl_bitrate": 2.0, "std_dl_bitrate": 47180.0,
+        "missing_share": {k: 0.01 for k in KPIS}, "seconds": 600.0}
+
+
+def test_report_lists_every_row_with_its_figures(kpi_report: ModuleType, tmp_path: Path) -> None:
+    text = kpi_report.markdown(ROWS, META, tmp_path / "kpi_rd.png", tmp_path / "kpi.md")
+    lines = text.splitlines()
+    for r in ROWS:
+        line = (f"| {r['label']} | {r['bytes_per_vector']:.1f} | {r['entropy_bits_per_vector']:.1f} | "
+                f"{r['nrmse']:.3f} | {r['nrmse_valid']:.3f} | {r['downstream_error']:.3f} |")
+        assert any(x.startswith(line) for x in lines), r["label"]
+    # the headline: the best baseline at the default's 5.9 bytes is RQ (0.317), 1.97x below the default
+    assert "the best baseline is **RQ M=4 beam 8** (4 bytes, NRMSE 0.317): the default loses: 1.97x the error" in text
+    assert "**k-means 256** at 1 byte per vector" in text  # the cheapest baseline reaching 0.625
+    assert "Chosen: **SDLGM K=64 L0=4**" in text  # the better valid ratio of the two grid points
+    assert "RQ M=4 beam 8 from RQ M=4 beam 1 0.347, RQ M=4 beam 8 0.328" in text
+    for r in ROWS:  # the message table names every family once, beside its format
+        assert sum(r["method"] in x and r["message"] in x for x in lines if x.startswith("| ")) == 1, r["method"]
+    assert "| finite scalar quantization | FSQ 8^10 x 4 | 4 | 0.384 |" in text  # family by family
+    # the byte grid: families with two or more whole-byte points, the best SDLGM row at <= bytes beside them
+    assert "| bytes | product quantization | optimized PQ | finite scalar quantization | SDLGM (best at <= bytes) |" in text
+    assert "| 4 | 0.366 | 0.331 | 0.384 |  |" in lines
+    assert "| 6 |  |  | 0.318 | 0.625 (SDLGM K=64 L0=4 (committed bundle)) |" in lines
+
+
+def test_report_rebuilds_from_the_result_file_alone(kpi_report: ModuleType, tmp_path: Path) -> None:
+    results = tmp_path / "results" / "kpi_rd.json"
+    results.parent.mkdir()
+    results.write_text(json.dumps({"meta": META, "rows": ROWS}))
+    doc = tmp_path / "docs" / "kpi.md"
+    assert kpi_report.main(["--results", str(results), "--doc", str(doc)]) == 0
+    assert doc.read_text() == kpi_report.markdown(ROWS, META, results.with_suffix(".png"), doc)
+    assert "](../results/kpi_rd.png)" in doc.read_text()
+    assert results.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(ROWS))  # the format before the split: rows without meta
+    with pytest.raises(SystemExit) as e:
+        kpi_report.main(["--results", str(old), "--doc", str(doc)])
+    assert e.value.code == 2
+
+
+def test_report_styles_tell_every_family_apart(kpi_report: ModuleType) -> None:
+    styles = kpi_report.styles(ROWS)
+    assert set(styles) == {r["method"] for r in ROWS if r["role"] != "reference"}
+    assert len(set(styles.values())) == len(styles)
+    assert styles[BundleCodec.family][1] == "*" and styles[SDLGMCodec.family][1] == "o"

@@ -4,7 +4,10 @@ Every codec has the bundle's contract: raw vectors in (float32, original units),
 Lossy codecs standardize with the mean and std of their training data first. A codec turns vectors into
 integer symbols (``encode``), symbols back into vectors (``decode``), and one vector's symbols into the
 message it would send (``pack``); the rate is the length of that message, so every byte is counted.
+Each codec class names its family (the ``method`` of its result rows), its role in the study, the
+message it sends, and the short label of one setting (``label(params)``): the one place these live.
 
+    RawFloat32         the vector itself: the reference
     Float16            the standardized vector as float16 (raw float16 overflows above 65,504: bitrates)
     UniformScalar      b bits per value, per-feature uniform quantizer, bit-packed: ceil(D * b / 8) bytes
     Lossless           raw DEFLATE (zlib) or raw LZMA2 of the float32 vector, per vector or as one archive
@@ -13,6 +16,9 @@ message it would send (``pack``); the rate is the length of that message, so eve
     KSparseAE          k-sparse autoencoder (Makhzani & Frey, 2014): top-k activations of an MLP encoder
     KMeansVQ           one index into 2^b centroids: ceil(b / 8) bytes
     ProductQuantizer   M sub-vectors, one 8-bit index each: M bytes
+
+More families live beside this module: ``codecs_faiss`` (optimized PQ, residual quantization),
+``codecs_fsq`` (finite scalar quantization), ``codecs_sdlgm`` (the SDLGM itself, in torch and as a bundle).
 
 The two sparse codecs use the service's binary format (``bundle.codes``) with the quantized value in
 place of the count: a version byte, n, n indices, n one-byte values, so 2 + n * (index width + 1) bytes,
@@ -31,7 +37,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -41,8 +47,11 @@ from sklearn.linear_model import orthogonal_mp_gram
 from torch import nn
 
 from bundle import codes
+from training.datasets import safe_std
+from training.loop import Loop, LoopConfig, Schedule, run
 
 TAILS = (0.0, 1e-3, 1e-2, 5e-2)  # clipping quantiles that Uniform chooses from, per column
+Role = Literal["reference", "baseline", "sdlgm"]
 
 
 def factorized_entropy_bits(symbols: np.ndarray) -> float:
@@ -109,8 +118,15 @@ class Codec(ABC):
     """Raw vectors (N, D) -> integer symbols (N, S) -> raw reconstructions (N, D); ``pack`` gives the
     message of one vector, whose length is the rate."""
 
-    family: str
+    family: ClassVar[str]  # the method's name in results and reports
+    role: ClassVar[Role] = "baseline"
+    message: ClassVar[str]  # what one vector's message holds, and its size in bytes
     params: dict[str, Any]
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        """A short name of one setting, e.g. 'PCA m=16 b=4'."""
+        return cls.family
 
     def fit(self, x_train: np.ndarray) -> Codec:
         """Learn from raw training vectors (N, D); returns self."""
@@ -147,7 +163,7 @@ class Standardized(Codec):
     def fit(self, x_train: np.ndarray) -> Codec:
         x = np.asarray(x_train, dtype=np.float64)
         std = x.std(0)
-        self.mean, self.std = x.mean(0), np.where(std < 1e-6, 1.0, std)
+        self.mean, self.std = x.mean(0), safe_std(std)
         self._fit((x - self.mean) / self.std)
         return self
 
@@ -167,8 +183,30 @@ class Standardized(Codec):
     def _decode(self, symbols: np.ndarray) -> np.ndarray: ...
 
 
+class RawFloat32(Codec):
+    """The vector itself as float32: the reference, lossless by definition."""
+
+    family = "raw float32"
+    role: ClassVar[Role] = "reference"
+    message = "the D float32 values: 4D bytes"
+
+    def __init__(self) -> None:
+        self.params = {}
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.int64)
+
+    def decode(self, symbols: np.ndarray) -> np.ndarray:
+        return symbols.astype(np.uint32).view(np.float32).astype(np.float64)
+
+    def pack(self, row: np.ndarray) -> bytes:
+        return row.astype("<u4").tobytes()
+
+
 class Float16(Standardized):
     family = "float16"
+    message = ("the standardized vector as float16 (raw float16 overflows above 65,504, which bitrates "
+               "exceed): 2D bytes")
 
     def __init__(self) -> None:
         self.params = {}
@@ -185,11 +223,16 @@ class Float16(Standardized):
 
 class UniformScalar(Standardized):
     family = "uniform scalar"
+    message = "b bits per value, bit-packed; per-feature range from train: ceil(D b / 8) bytes"
 
     def __init__(self, bits: int) -> None:
         if not 1 <= bits <= 16:
             raise ValueError(f"bits must be in 1..16, got {bits}")
         self.bits, self.params = bits, {"bits": bits}
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"uniform {params['bits']}-bit"
 
     def _fit(self, x: np.ndarray) -> None:
         self.q = Uniform.fit(x, self.bits)
@@ -204,23 +247,24 @@ class UniformScalar(Standardized):
         return pack_bits(row, self.bits)
 
 
-class Lossless(Codec):
+class Lossless(RawFloat32):
     """The raw float32 vector through DEFLATE (zlib, level 9) or LZMA2 (preset 9), without container
     headers. ``archive``: all vectors compressed as one stream, the size shared equally (the ratio of a
     stored file, not of a message per vector)."""
 
     family = "lossless"
+    role = "baseline"
+    message = ("raw DEFLATE level 9 / raw LZMA2 preset 9 (no container) of the 4D float32 bytes, per vector, "
+               "or of the whole test set as one archive (size shared equally): measured")
 
     def __init__(self, kind: Literal["deflate", "lzma"], archive: bool) -> None:
         self.kind, self.archive = kind, archive
         self.params = {"compressor": "zlib (raw DEFLATE, level 9)" if kind == "deflate" else "LZMA2 (raw, preset 9)",
                        "scope": "whole test set" if archive else "per vector"}
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.int64)
-
-    def decode(self, symbols: np.ndarray) -> np.ndarray:
-        return symbols.astype(np.uint32).view(np.float32).astype(np.float64)
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"{params['compressor'].split(' ')[0]} {params['scope']}"
 
     def compress(self, data: bytes) -> bytes:
         if self.kind == "deflate":
@@ -252,9 +296,14 @@ class Lossless(Codec):
 
 class PCAQuant(Standardized):
     family = "PCA + uniform"
+    message = "m principal components of b bits, bit-packed; per-component range from train: ceil(m b / 8) bytes"
 
     def __init__(self, components: int, bits: int) -> None:
         self.m, self.bits, self.params = components, bits, {"components": components, "bits": bits}
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"PCA m={params['components']} b={params['bits']}"
 
     def _fit(self, x: np.ndarray) -> None:
         _, _, vt = linalg.svd(x, full_matrices=False)
@@ -277,6 +326,8 @@ class _SparseValues(Standardized):
 
     K: int
     bits = 8
+    message = ("the service's format 1 with an 8-bit quantized value in place of each count: version, n, "
+               "n indices (1 byte if K <= 256), n values: 2 + 2n bytes")
 
     def fit_values(self, coef: np.ndarray) -> None:
         """Quantizer per atom from training coefficients (N, K), zeros being absent."""
@@ -306,6 +357,10 @@ class OMPSparse(_SparseValues):
     def __init__(self, K: int, L0: int, iterations: int = 10, rows: int = 10_000, seed: int = 0) -> None:
         self.K, self.L0, self.iterations, self.rows, self.seed = K, L0, iterations, rows, seed
         self.params = {"K": K, "L0": L0, "value_bits": self.bits, "dictionary_iterations": iterations}
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"OMP K={params['K']} L0={params['L0']}"
 
     def coefficients(self, x: np.ndarray) -> np.ndarray:
         """(N, D) standardized -> (N, K) OMP coefficients with at most L0 non-zeros."""
@@ -367,9 +422,11 @@ class KSparseAE(_SparseValues):
         self.batch_size, self.lr, self.lr_final, self.seed = batch_size, lr, lr_final, seed
         self.params = {"K": K, "k": k, "value_bits": self.bits, "iterations": iterations}
 
-    def _fit(self, x: np.ndarray) -> None:
-        from training.loop import Loop, LoopConfig, Schedule, run
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"k-sparse AE K={params['K']} k={params['k']}"
 
+    def _fit(self, x: np.ndarray) -> None:
         torch.manual_seed(self.seed)
         self.net = net = _KSparseNet(x.shape[1], self.K, self.hidden)
         data = torch.from_numpy(x.astype(np.float32))
@@ -405,9 +462,14 @@ class KMeansVQ(Standardized):
     """One index into 2^bits centroids of the standardized vectors (mini-batch k-means)."""
 
     family = "k-means VQ"
+    message = "one index into 2^b centroids: ceil(b / 8) bytes"
 
     def __init__(self, bits: int, seed: int = 0) -> None:
         self.bits, self.seed, self.params = bits, seed, {"bits": bits, "centroids": 1 << bits}
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"k-means {params['centroids']}"
 
     def _fit(self, x: np.ndarray) -> None:
         self.km = _kmeans(x, 1 << self.bits, self.seed)
@@ -427,10 +489,15 @@ class ProductQuantizer(Standardized):
     the split (the benchmark groups each KPI's seconds together, which correlate most)."""
 
     family = "product quantization"
+    message = "M sub-vectors (each KPI's seconds grouped), one b-bit index each, bit-packed: ceil(M b / 8) bytes"
 
     def __init__(self, M: int, bits: int = 8, order: np.ndarray | None = None, seed: int = 0) -> None:
         self.M, self.bits, self.order, self.seed = M, bits, order, seed
         self.params = {"M": M, "bits": bits}
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"PQ M={params['M']} b={params['bits']}"
 
     def _fit(self, x: np.ndarray) -> None:
         order = np.arange(x.shape[1]) if self.order is None else np.asarray(self.order)
