@@ -21,8 +21,8 @@ from pydantic import Field
 from torch import nn
 
 from model import codes
-from model.dis import DisConfig, SDLGMDis
-from model.family import Batch, DataShape, Family, Options, Supervised, Widths
+from model.dis import DisConfig, ReadsThroughDis, SDLGMDis
+from model.family import Batch, DataShape, Family, Options, Widths
 from model.fused import sample_code_fused
 from model.gen import log_code_prior
 from model.relax import kl_bernoulli, kl_categorical_uniform
@@ -43,7 +43,7 @@ class ConConfig:
     tau: float = 1.0
 
 
-class SDLGMCon(Supervised):
+class SDLGMCon(ReadsThroughDis):
     cfg: ConConfig
 
     def __init__(self, cfg: ConConfig) -> None:
@@ -87,18 +87,6 @@ class SDLGMCon(Supervised):
         objective = -recon - log_prior + kl_z - self.cfg.alpha * label_ll
         return {"loss": objective.mean(), "objective": objective, "recon": recon, "log_prior": log_prior,
                 "kl_z": kl_z, "label_ll": label_ll}
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dis.encode(x)
-
-    def deployed(self) -> SDLGMDis:
-        return self.dis
-
-    def label_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.dis.log_likelihood(x, y)
-
-    def label_probability(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dis.label_probability(x)
 
 
 class ConOptions(Options):

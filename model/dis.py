@@ -113,3 +113,22 @@ class DisOptions(Options):
 
 
 FAMILY = Family("sdlgm-dis", SDLGMDis, DisConfig, DisOptions, targets="labels", graphs=("encoder", "sparsity"))
+
+
+class ReadsThroughDis(Supervised):
+    """A supervised family whose q(y | x) is an SDLGM-Dis (`self.dis`: SDLGM-Gen, SDLGM-Con): its code, its
+    deployed graphs, its label likelihood and probabilities are the SDLGM-Dis's."""
+
+    dis: SDLGMDis
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dis.encode(x)
+
+    def deployed(self) -> SDLGMDis:
+        return self.dis
+
+    def label_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.dis.log_likelihood(x, y)
+
+    def label_probability(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dis.label_probability(x)

@@ -23,8 +23,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from model.dis import DisConfig, SDLGMDis, log_binomial
-from model.family import Batch, DataShape, Family, Options, Supervised, Widths
+from model.dis import DisConfig, ReadsThroughDis, SDLGMDis, log_binomial
+from model.family import Batch, DataShape, Family, Options, Widths
 from model.sdlgm import log_likelihood, mlp
 
 
@@ -49,7 +49,7 @@ def log_code_prior(y: torch.Tensor, L0: int, lambda0: float) -> torch.Tensor:
             + torch.lgamma(n + 1) - n * math.log(K))
 
 
-class SDLGMGen(Supervised):
+class SDLGMGen(ReadsThroughDis):
     cfg: GenConfig
 
     def __init__(self, cfg: GenConfig) -> None:
@@ -71,18 +71,6 @@ class SDLGMGen(Supervised):
         objective = -(recon + log_prior) - self.cfg.alpha * label_ll
         return {"loss": objective.mean(), "objective": objective, "recon": recon, "log_prior": log_prior,
                 "label_ll": label_ll}
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dis.encode(x)
-
-    def deployed(self) -> SDLGMDis:
-        return self.dis
-
-    def label_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.dis.log_likelihood(x, y)
-
-    def label_probability(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dis.label_probability(x)
 
 
 class GenOptions(Options):
