@@ -378,3 +378,24 @@ def test_evaluate_dis_averages_the_label_likelihood_over_label_sets_within_L0() 
     assert with_t["threshold"] == 0.25 and with_t["nll"] == got["nll"]
     assert with_t["micro_f1"] == pytest.approx(micro_f1_loops(y, pred), rel=1e-9)
     assert {"macro_f1", "macro_f1_harmonic"} <= set(with_t)
+
+
+def test_bundle_evaluation_of_a_supervised_bundle_scores_its_own_thresholds(tmp_path: Path) -> None:
+    from training.export import export_bundle
+
+    torch.manual_seed(6)
+    model = SDLGMDis(DisConfig(D=5, K=3, L0=2, encoder=(8,), sparsity=(8,)))
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    y = (rng.random((40, 3)) < 0.4).astype(np.int8)
+    thresholds = [0.2, 0.35, 0.5]
+    export_bundle(model, tmp_path, "dis", "1", list("abcde"), x, eval_y=y, labels=["p", "q", "r"],
+                  thresholds=thresholds)
+    got = bundle_evaluation(tmp_path, x, y=y)
+    sess = {r: ort.InferenceSession(str(tmp_path / g.file), providers=["CPUExecutionProvider"])
+            for r, g in load_manifest(tmp_path).graphs.present().items()}
+    prob = codes.label_probability(sess["encoder"].run(None, {"x": x})[0], sess["sparsity"].run(None, {"x": x})[0], 2)
+    want = f1_scores(y, prob >= np.asarray(thresholds))
+    assert {k: got[k] for k in want} == pytest.approx(want, rel=1e-12)
+    assert want != f1_scores(y, prob >= 0.35)  # per-label thresholds matter on these rows
+    assert "micro_f1" not in bundle_evaluation(tmp_path, x)  # no label sets, no F1

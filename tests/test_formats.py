@@ -152,3 +152,14 @@ def test_the_range_format_needs_an_entropy_model() -> None:
     space = CodeSpace(K=5, L0=3)
     with pytest.raises(CodeFormatError, match="no entropy model"):
         pack("range", np.zeros((1, 5), dtype=np.int64), space, None)
+
+
+def test_validate_refuses_codes_of_another_shape_or_sum() -> None:
+    space = CodeSpace(K=4, L0=2)
+    space.validate(np.array([[1, 0, 1, 0]]))
+    for bad, why in ((np.zeros((1, 5), np.int64), "K = 4 entries"), (np.zeros(4, np.int64), "K = 4 entries"),
+                     (np.array([[2, 0, 1, 0]]), "at most L0 = 2"), (np.array([[-1, 0, 0, 0]]), "non-negative")):
+        with pytest.raises(CodeFormatError, match=why):
+            space.validate(bad)
+    with pytest.raises(CodeFormatError, match="one count per block"):
+        CodeSpace(K=4, L0=2, partitions=2).validate(np.array([[1, 1, 0, 0]]))

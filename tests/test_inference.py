@@ -153,3 +153,14 @@ def test_offload_answers_503_past_the_limit() -> None:
     assert (info.value.status, info.value.kind, info.value.message) == (
         503, "timeout", "inference took longer than the request timeout of 0.05 s (SDLGM_REQUEST_TIMEOUT_S); "
         "retry later or with a smaller batch")
+
+
+def test_check_format_refuses_a_format_the_model_does_not_serve() -> None:
+    from types import SimpleNamespace
+
+    from service.inference import check_format
+
+    m = SimpleNamespace(name="tiny", formats=("v1", "enum"))
+    check_format("enum", m)  # type: ignore[arg-type]
+    assert refusal(lambda: check_format("range", m)) == (  # type: ignore[arg-type]
+        422, "unsupported", "model 'tiny' does not serve the 'range' format; it serves v1, enum")
