@@ -209,11 +209,14 @@ class EntropyModel:
         return space.counts(s)
 
 
-def pack(fmt: Format, counts: IntArray, space: CodeSpace, entropy: EntropyModel | None) -> list[bytes]:
-    """One message per row of counts (B, K) in the format."""
+def pack(fmt: Format, counts: IntArray, space: CodeSpace, entropy: EntropyModel | None,
+         sparse: Sequence[tuple[IntArray, IntArray]] | None = None) -> list[bytes]:
+    """One message per row of counts (B, K) in the format; `sparse`, the rows' (indices, counts) when the
+    caller has them already (codes.rows_to_sparse), spares v1 a second pass."""
     c = np.asarray(counts, dtype=np.int64)
     if fmt == "v1":
-        return [codes.pack(idx, cnt, space.K) for idx, cnt in codes.rows_to_sparse(c)]
+        rows = codes.rows_to_sparse(c) if sparse is None else sparse
+        return [codes.pack(idx, cnt, space.K) for idx, cnt in rows]
     if fmt == "enum":
         n = space.enum_bytes
         return [r.to_bytes(n, "little") for r in space.rank(c)]

@@ -62,9 +62,10 @@ def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, space: CodeSpace, f
               entropy: EntropyModel | None = None) -> list[CodeOut]:
     """The response codes of a batch: L_hat (B,), counts (B, K), their binary form in `fmt` (checked against
     the model with check_format). Built without re-validation: every field is derived from the model's output."""
-    blobs = formats.pack(fmt, counts, space, entropy)
+    sparse = codes.rows_to_sparse(counts)
+    blobs = formats.pack(fmt, counts, space, entropy, sparse)
     out = []
-    for L, (idx, cnt), blob in zip(L_hat.tolist(), codes.rows_to_sparse(counts), blobs, strict=True):
+    for L, (idx, cnt), blob in zip(L_hat.tolist(), sparse, blobs, strict=True):
         out.append(CodeOut.model_construct(indices=idx.tolist(), counts=cnt.tolist(), L_hat=L, nnz=len(idx),
                                            binary=base64.b64encode(blob).decode("ascii"), size_bytes=len(blob)))
     return out
