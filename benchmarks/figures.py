@@ -3,13 +3,14 @@
 * Fig. 3 (docs/fig3_reconstructions.png): binarized MNIST test digits (evenly spaced through the test set)
   beside the decoder's Bernoulli means at their deterministic codes (the code the service ships).
 * Fig. 4 (docs/fig4_latent.png): a 2-d PCA projection of the deterministic count vectors of 3,000 MNIST
-  test digits (t10k, binarized at 0.5 since the model is trained on binarized MNIST), coloured by digit,
-  with histograms of the code total L_hat and of the sparsity logit log(lambda / (1 - lambda)).
+  test digits (a seeded random sample of t10k, binarized at 0.5 since the model is trained on binarized
+  MNIST), coloured by digit, with histograms of the code total L_hat and of the sparsity logit
+  log(lambda / (1 - lambda)) (a shared gate), or of how often each slot is on (slots that gate themselves).
 * Fig. 5 (docs/fig5_label_counts.png): histograms of the number of labels per row in Emotions, Birds and
   CAL500 (label-less rows kept, shown as 0).
 
-The MNIST model is `--checkpoint` (default runs/table1/0/checkpoint.pt, Table I's SDLGM) when it exists,
-else a quick SDLGM trained here for `--iterations`.
+The MNIST model is the bundle `--bundle` (default models/mnist, exported from Table I's best SDLGM row),
+run through onnxruntime as the service runs it; with --quick, a 30-iteration SDLGM trained and exported here.
 
     python benchmarks/figures.py           # make reproduce-figures
     python benchmarks/figures.py --quick   # seconds: a 30-iteration model, 300 digits
@@ -27,38 +28,39 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from model import sdlgm  # noqa: E402
-from model.sdlgm import SDLGM  # noqa: E402
+from bundle.runtime import ModelRuntime, open_bundle  # noqa: E402
 from training import datasets  # noqa: E402
 from training.config import load_config  # noqa: E402
+from training.export import export_trained  # noqa: E402
 from training.tasks import load_task  # noqa: E402
-from training.trainer import load_checkpoint, train  # noqa: E402
+from training.trainer import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mnist_model(checkpoint: Path, iterations: int, runs: Path) -> tuple[SDLGM, str]:
-    if checkpoint.is_file():
-        saved, model, _, ck = load_checkpoint(checkpoint)
-        if saved.model.kind == sdlgm.FAMILY.kind:
-            shown = checkpoint.resolve()
-            shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
-            return sdlgm.FAMILY.of(model).eval(), f"Table I's SDLGM, {shown}, step {ck['step']}"
-    cfg = load_config(ROOT / "configs" / "mnist-sdlgm.yaml", {"train.iterations": iterations,
-                                                              "train.eval_every": iterations,
-                                                              "train.checkpoint_every": iterations})
-    model, _ = train(cfg, load_task(cfg.data), runs, progress=False, evaluate_valid=False)
-    return sdlgm.FAMILY.of(model).eval(), f"a quick SDLGM, {iterations} iterations"
+def mnist_bundle(bundle: Path, iterations: int, runs: Path) -> tuple[ModelRuntime, str]:
+    """The bundle, or (quick) a short SDLGM run exported under runs."""
+    if not bundle.is_dir():
+        cfg = load_config(ROOT / "configs" / "mnist-sdlgm.yaml", {"train.iterations": iterations,
+                                                                  "train.eval_every": iterations,
+                                                                  "train.checkpoint_every": iterations})
+        task = load_task(cfg.data)
+        model, temps = train(cfg, task, runs, progress=False, evaluate_valid=False)
+        bundle = runs / "bundle"
+        export_trained(cfg, model, temps, iterations, task, bundle, name="mnist-quick")
+    rt = open_bundle(bundle)
+    shown = bundle.resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+    step = rt.manifest.training.get("step")
+    return rt, f"bundle {shown}, gate {rt.manifest.gate}, {step} iterations"
 
 
-def fig3(model: SDLGM, x_all: np.ndarray, out: Path, source: str, n: int = 10) -> None:
+def fig3(model: ModelRuntime, x_all: np.ndarray, out: Path, source: str, n: int = 10) -> None:
     # evenly spaced rows: the binarized test set is grouped by digit, so its first rows are all zeros
     x = x_all[np.linspace(0, len(x_all) - 1, n).round().astype(int)]
-    with torch.no_grad():
-        _, counts = model.encode(torch.from_numpy(x))
-        recon = torch.sigmoid(model.decode_out(counts.float())).numpy()
+    _, counts = model.encode(x)
+    recon = model.decode(counts.astype(np.float32))
     fig, axes = plt.subplots(2, n, figsize=(n * 1.1, 2.6))
     for i in range(n):
         for row, img in ((0, x[i]), (1, recon[i])):
@@ -71,13 +73,10 @@ def fig3(model: SDLGM, x_all: np.ndarray, out: Path, source: str, n: int = 10) -
     plt.close(fig)
 
 
-def fig4(model: SDLGM, x: np.ndarray, y: np.ndarray, out: Path, source: str) -> None:
-    with torch.no_grad():
-        xt = torch.from_numpy(x)
-        L_hat, counts = model.encode(xt)
-        lam = model.lambda_logits(xt)
-        logit = (lam[:, 1] - lam[:, 0]).numpy()
-    c = counts.double().numpy()
+def fig4(model: ModelRuntime, x: np.ndarray, y: np.ndarray, out: Path, source: str) -> None:
+    L_hat, counts = model.encode(x)
+    m = model.manifest
+    c = counts.astype(np.float64)
     c -= c.mean(0)
     _, _, vt = np.linalg.svd(c, full_matrices=False)
     proj = c @ vt[:2].T
@@ -85,10 +84,17 @@ def fig4(model: SDLGM, x: np.ndarray, y: np.ndarray, out: Path, source: str) -> 
     sc = axes[0].scatter(proj[:, 0], proj[:, 1], c=y, cmap="tab10", s=4, alpha=0.7)
     axes[0].legend(*sc.legend_elements(), fontsize=6, title="digit", title_fontsize=7, loc="best")
     axes[0].set_title("PCA of the deterministic count vectors", fontsize=9)
-    axes[1].hist(L_hat.numpy(), bins=np.arange(L_hat.min().item(), L_hat.max().item() + 2) - 0.5)
+    axes[1].hist(L_hat, bins=np.arange(L_hat.min(), L_hat.max() + 2) - 0.5)
     axes[1].set_title("code total L_hat", fontsize=9)
-    axes[2].hist(logit, bins=40)
-    axes[2].set_title("sparsity logit log(lambda / (1 - lambda))", fontsize=9)
+    if m.gate == "shared":
+        lam = model.sparsity_logits(x)
+        axes[2].hist(lam[:, 1] - lam[:, 0], bins=40)
+        axes[2].set_title("sparsity logit log(lambda / (1 - lambda))", fontsize=9)
+    else:
+        on = counts.reshape(len(x), m.L0, -1).sum(2).mean(0)  # share of digits with slot l on
+        axes[2].bar(np.arange(m.L0), on)
+        axes[2].set_title("share of digits with each slot on", fontsize=9)
+        axes[2].set_xlabel("slot")
     fig.suptitle(f"Fig. 4: {len(x)} MNIST test digits ({source})", fontsize=9)
     fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -111,7 +117,7 @@ def fig5(root: Path, out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "runs" / "table1" / "0" / "checkpoint.pt"))
+    p.add_argument("--bundle", default=str(ROOT / "models" / "mnist"))
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--digits", type=int, default=3000)
     p.add_argument("--quick", action="store_true")
@@ -120,15 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.quick:
-        args.iterations, args.digits, args.checkpoint = 30, 300, ""
+        args.iterations, args.digits, args.bundle = 30, 300, str(Path(args.runs) / "none")
     root = datasets.data_dir()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, source = mnist_model(Path(args.checkpoint), args.iterations, Path(args.runs))
+    model, source = mnist_bundle(Path(args.bundle), args.iterations, Path(args.runs))
     fig3(model, datasets.load_binarized_mnist("test", root), out / "fig3_reconstructions.png", source)
     images, labels = datasets.load_mnist_test(root)
-    x = (images[: args.digits].reshape(-1, 784) > 127).astype(np.float32)
-    fig4(model, x, labels[: args.digits], out / "fig4_latent.png", source)
+    rows = np.sort(np.random.default_rng(0).choice(len(images), size=min(args.digits, len(images)), replace=False))
+    x = (images[rows].reshape(-1, 784) > 127).astype(np.float32)
+    fig4(model, x, labels[rows], out / "fig4_latent.png", source)
     fig5(root, out / "fig5_label_counts.png")
     print(f"figures: {time.perf_counter() - t0:.0f} s on this machine ({source})")
     return 0

@@ -11,8 +11,11 @@ rate-distortion curves) and the doc (default docs/kpi.md), never edited by hand.
 plan and the run; the codecs live in training/codecs*.py.
 
 Data: the windows of configs/kpi5g.yaml (split by trace file, standardization from train). Rate: the
-bytes of each vector's message (the service's binary format for the sparse codes), and the factorized
-empirical entropy of the symbols on the test set beside it. Distortion: RMSE per KPI in original units
+bytes of each vector's message (for the SDLGM codes the service's `enum` format, the message /encode
+sends), and the factorized empirical entropy of the symbols on the test set beside it. The SDLGM points:
+the default's family (model/search.py, configs/kpi5g.yaml) at M = 1..16 bytes, each trained, exported and
+measured through onnxruntime as the service runs it, and the paper's shared-slot SDLGM over a (K, L0) grid
+(configs/kpi5g-shared.yaml). Distortion: RMSE per KPI in original units
 and NRMSE = sqrt(mean((x - x_hat)^2 / std_train^2)). Downstream: whether the next window's mean DL
 bitrate falls below 1 Mbit/s, predicted by a logistic regression from the reconstruction (trained on
 reconstructed training windows), from the code itself for the sparse codes, and from the raw window.
@@ -41,14 +44,16 @@ from model import sdlgm
 from model.sdlgm import SDLGM
 from training import codecs, codecs_faiss, codecs_fsq, datasets
 from training.bundle_eval import rmse_per_kpi
-from training.codecs_sdlgm import BundleCodec, Log1pBitrates, SDLGMCodec, SDLGMLog1pCodec
+from training.codecs_sdlgm import BundleCodec, Log1pBitrates, SDLGMCodec, SDLGMLog1pCodec, SearchBundleCodec
 from training.config import RunConfig, load_config
 from training.datasets import safe_std
+from training.export import export_trained
 from training.tasks import Task, kpi_task
 from training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "kpi5g.yaml"
+CONFIG = ROOT / "configs" / "kpi5g.yaml"  # the default: the data, and the search family's recipe
+SHARED = ROOT / "configs" / "kpi5g-shared.yaml"  # the paper's shared-slot SDLGM: its grid, and the MLP sizes
 BUNDLE = ROOT / "models" / "kpi5g"
 TARGET_KPI = "DL_bitrate"
 THRESHOLD_KBPS = 1000.0  # "low": the next window's mean DL bitrate is below 1 Mbit/s
@@ -65,7 +70,10 @@ class Plan:
     (M, bits) for product quantization, M (bytes) for OPQ and RQ, bytes for FSQ."""
 
     sdlgm: tuple[tuple[int, int], ...]
-    iterations: int  # SDLGM and k-sparse AE training steps
+    iterations: int  # shared-slot SDLGM and k-sparse AE training steps
+    search: tuple[int, ...]  # bytes M of the search family's points
+    search_iterations: int
+    lsq: tuple[int, ...]
     ksae: tuple[tuple[int, int], ...]
     omp: tuple[tuple[int, int], ...]
     omp_rows: int  # training rows the dictionary is learned on
@@ -77,7 +85,7 @@ class Plan:
     opq: tuple[int, ...]
     opq_iterations: int
     rq: tuple[int, ...]
-    rq_beams: tuple[int, ...]  # RQ is trained at each beam width; validation chooses one per M
+    rq_beams: tuple[tuple[int, int], ...]  # (training, encoding) beam widths; validation chooses one per M
     faiss_rows: int  # training rows OPQ and RQ learn from
     fsq: tuple[int, ...]
     fsq_iterations: int
@@ -87,14 +95,14 @@ class Plan:
 
 GRID = tuple((K, L0) for K in (64, 256) for L0 in (2, 4, 8, 16))
 BYTES = (1, 2, 3, 4, 6, 8, 12, 16)  # the grid of the one-byte-per-codebook quantizers
-FULL = Plan(sdlgm=GRID, iterations=3000, ksae=GRID[:4], omp=GRID, omp_rows=3000, omp_iterations=4,
+FULL = Plan(sdlgm=GRID, iterations=3000, search=BYTES, search_iterations=3000, lsq=BYTES, ksae=GRID[:4], omp=GRID, omp_rows=3000, omp_iterations=4,
             uniform_bits=(1, 2, 3, 4, 8),
             pca=((2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (4, 4), (8, 4), (16, 4), (32, 4), (64, 4)),
             kmeans_bits=(8, 12), pq=tuple((M, 8) for M in BYTES), opq=BYTES, opq_iterations=10, rq=BYTES,
-            rq_beams=(1, 8), faiss_rows=20_000, fsq=BYTES, fsq_iterations=6000, log1p=True)
-QUICK = Plan(sdlgm=((16, 2),), iterations=20, ksae=((16, 2),), omp=((16, 2),), omp_rows=300, omp_iterations=1,
+            rq_beams=((1, 1), (8, 8), (16, 64)), faiss_rows=20_000, fsq=BYTES, fsq_iterations=6000, log1p=True)
+QUICK = Plan(sdlgm=((16, 2),), iterations=20, search=(2,), search_iterations=20, lsq=(2,), ksae=((16, 2),), omp=((16, 2),), omp_rows=300, omp_iterations=1,
              uniform_bits=(2,), pca=((4, 4),), kmeans_bits=(4,), pq=((4, 4),), opq=(2,), opq_iterations=2,
-             rq=(2,), rq_beams=(1, 2), faiss_rows=600, fsq=(2,), fsq_iterations=20, log1p=True, rows=600)
+             rq=(2,), rq_beams=((1, 1), (2, 4)), faiss_rows=600, fsq=(2,), fsq_iterations=20, log1p=True, rows=600)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -136,7 +144,7 @@ def next_window_pairs(traces: Sequence[datasets.Trace], window: int, stride: int
 
 @dataclass(frozen=True)
 class Data:
-    cfg: RunConfig  # configs/kpi5g.yaml: the windows and the SDLGM's architecture and schedule
+    cfg: RunConfig  # configs/kpi5g.yaml: the windows and the default's recipe
     split: datasets.KpiSplit
     train_pairs: NextWindow  # from the train traces
     test_pairs: NextWindow  # from the test traces
@@ -171,9 +179,9 @@ def load_data(cfg: RunConfig, rows: int | None = None) -> Data:
 
 def train_sdlgm(data: Data, K: int, L0: int, iterations: int, runs: Path,
                 transform: Log1pBitrates | None = None) -> SDLGM:
-    """configs/kpi5g.yaml with this K, L0 and number of steps, trained in-process by the trainer."""
+    """configs/kpi5g-shared.yaml with this K, L0 and number of steps, trained in-process by the trainer."""
     n = iterations
-    cfg = load_config(CONFIG, {"model.K": K, "model.L0": L0, "train.iterations": n, "train.eval_every": n,
+    cfg = load_config(SHARED, {"model.K": K, "model.L0": L0, "train.iterations": n, "train.eval_every": n,
                                "train.checkpoint_every": n})
     task = data.task
     if transform is not None:  # standardization refitted on the transformed training windows
@@ -187,6 +195,19 @@ def train_sdlgm(data: Data, K: int, L0: int, iterations: int, runs: Path,
 
 
 # ------------------------------------------------------------------------------------ measurement
+
+
+def train_search(data: Data, M: int, iterations: int, runs: Path, rows: int | None) -> Path:
+    """configs/kpi5g.yaml with M bytes: trained (best validation state kept), exported as a bundle."""
+    over: dict[str, object] = {"model.M": M, "train.iterations": iterations,
+                               "train.eval_every": max(1, min(250, iterations // 4))}
+    if rows is not None:  # quick runs: faiss sees what there is
+        over["model.init_rows"] = rows
+    cfg = load_config(CONFIG, over)
+    run, out = runs / f"search-M{M}", runs / f"search-M{M}-bundle"
+    model, temps = train(cfg, data.task, run, progress=False)
+    export_trained(cfg, model, temps, iterations, data.task, out, name=f"search-m{M}")
+    return out
 
 
 def distortion(split: datasets.KpiSplit, x: np.ndarray, x_hat: np.ndarray) -> dict[str, Any]:
@@ -272,15 +293,17 @@ def kpi_major(kpis: Sequence[str], window: int) -> np.ndarray:
 def run(plan: Plan, data: Data, runs: Path) -> Measured:
     s = data.split
     out = Measured()
-    order, mc = kpi_major(s.kpis, s.window), data.cfg.model
+    order, mc = kpi_major(s.kpis, s.window), load_config(SHARED).model
     one = [[codecs.RawFloat32], [codecs.Float16],
            *([partial(codecs.UniformScalar, b)] for b in plan.uniform_bits),
            *([partial(codecs.Lossless, k, a)] for k in ("deflate", "lzma") for a in (False, True)),
            *([partial(codecs.PCAQuant, m, b)] for m, b in plan.pca),
            *([partial(codecs.KMeansVQ, b)] for b in plan.kmeans_bits),
            *([partial(codecs.ProductQuantizer, M, b, order)] for M, b in plan.pq),
-           *([partial(codecs_faiss.OptimizedPQ, M, order, plan.opq_iterations, plan.faiss_rows)] for M in plan.opq)]
-    rq = [[partial(codecs_faiss.ResidualQuantizer, M, b, plan.faiss_rows) for b in plan.rq_beams] for M in plan.rq]
+           *([partial(codecs_faiss.OptimizedPQ, M, order, plan.opq_iterations, plan.faiss_rows)] for M in plan.opq),
+           *([partial(codecs_faiss.LocalSearch, M, plan.faiss_rows)] for M in plan.lsq)]
+    rq = [[partial(codecs_faiss.ResidualQuantizer, M, b, plan.faiss_rows, encode_beam=e) for b, e in plan.rq_beams]
+          for M in plan.rq]
     learned = [*([partial(codecs_fsq.FSQ, codecs_fsq.levels_for(n), tuple(mc.encoder), tuple(mc.decoder),
                           plan.fsq_iterations)] for n in plan.fsq),
                *([partial(codecs.OMPSparse, K, L0, plan.omp_iterations, plan.omp_rows)] for K, L0 in plan.omp),
@@ -292,6 +315,10 @@ def run(plan: Plan, data: Data, runs: Path) -> Measured:
         (codec, seconds), _ = min(zip(fitted, scores, strict=True), key=lambda cs: cs[1])
         measure(codec, data, out, seconds, None if len(group) == 1 else
                 {c.label(c.params): v for (c, _), v in zip(fitted, scores, strict=True)})
+    for M in plan.search:
+        t0 = time.perf_counter()
+        bundle = train_search(data, M, plan.search_iterations, runs, plan.rows)
+        measure(SearchBundleCodec(bundle, runs), data, out, time.perf_counter() - t0)
     for K, L0 in plan.sdlgm:
         t0 = time.perf_counter()
         model = train_sdlgm(data, K, L0, plan.iterations, runs)
@@ -320,11 +347,12 @@ def context(plan: Plan, data: Data) -> dict[str, Any]:
         "train_low_share": float(tp.low.mean()), "test_low_share": float(sp.low.mean()),
         "majority_error": float(min(sp.low.mean(), 1 - sp.low.mean())),
         "persistence_error": float((current_low != sp.low).mean()),
-        "iterations": plan.iterations, "config": {"K": data.cfg.model.K, "L0": data.cfg.model.L0,
-                                                  "iterations": data.cfg.train.iterations},
+        "iterations": plan.iterations, "search_iterations": plan.search_iterations,
+        "config": {"K": data.cfg.model.config(data.task.shape).K, "L0": data.cfg.model.config(data.task.shape).L0,
+                   "kind": data.cfg.model.kind, "iterations": data.cfg.train.iterations},
         "quick": plan.rows is not None, "omp_rows": plan.omp_rows, "omp_iterations": plan.omp_iterations,
         "fsq_iterations": plan.fsq_iterations, "faiss_rows": plan.faiss_rows, "opq_iterations": plan.opq_iterations,
-        "rq_beams": list(plan.rq_beams), "threshold_kbps": THRESHOLD_KBPS,
+        "rq_beams": [list(b) for b in plan.rq_beams], "threshold_kbps": THRESHOLD_KBPS,
         "max_dl_bitrate": float(s.train[:, dl].max()), "median_dl_bitrate": float(np.median(s.train[:, dl])),
         "std_dl_bitrate": float(s.train[:, dl].std(dtype=np.float64)), "missing_share": data.missing_share,
     }

@@ -98,6 +98,19 @@ def stochastic_code(
     return w.sum(axis=1).astype(np.int64), counts
 
 
+def slot_mode(slot_logits: FloatArray) -> IntArray:
+    """(B, L0, A) per-slot logits over a slot's symbols -> (B, L0) the most likely symbol of each slot
+    (lowest on ties): the deterministic code of a model whose slots gate themselves ("slot" or "on")."""
+    return np.asarray(np.asarray(slot_logits, dtype=np.float64).argmax(axis=2), dtype=np.int64)
+
+
+def slot_sample(slot_logits: FloatArray, rng: np.random.Generator) -> IntArray:
+    """(B, L0, A) per-slot logits -> (B, L0) one symbol drawn from each slot's categorical."""
+    lg = np.asarray(slot_logits, dtype=np.float64)
+    gumbel = -np.log(-np.log(rng.random(lg.shape).clip(1e-300, None)))
+    return np.asarray((lg + gumbel).argmax(axis=2), dtype=np.int64)
+
+
 def label_probability(pi_logits: FloatArray, lambda_logits: FloatArray, L0: int) -> FloatArray:
     """P(k in code) = 1 - (1 - lambda * pi_k)^L0 for a shared pi; (B, K)."""
     lg = np.asarray(pi_logits, dtype=np.float64)

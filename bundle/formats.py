@@ -4,9 +4,12 @@ A code is a count vector over the model's K categories (B, K); its code space is
   shared       the paper's SDLGM: L0 slots, each drawing one of the K categories (or off), so a code is a
                multiset of at most L0 categories: N = C(K + L0, L0) codes;
   partitioned  the K categories are M = L0 blocks of K / M; slot m draws from block m only (or is off), so
-               a block holds at most one count of 1: N = (K / M + 1)^M codes.
+               a block holds at most one count of 1: N = (K / M + 1)^M codes;
+  always on    partitioned, and no slot is ever off (a product code: one category per block, exactly):
+               N = (K / M)^M codes, so 256 categories per block cost exactly one byte per slot.
 Either way a code is also a sequence of L0 symbols over an alphabet with one "off" symbol (`symbols`):
-the sorted categories padded with "off" (shared), or each block's category or "off" (partitioned).
+the sorted categories padded with "off" (shared), or each block's category or "off" (partitioned); an
+always-on space has no "off" symbol.
 
 Formats (the `format` of /encode and /decode; the manifest lists those a bundle offers):
   v1     bundle.codes's format 1: a version byte, n, the n indices, the n counts (2 + n (w + 1) bytes).
@@ -42,15 +45,19 @@ RANGE_WORD_BYTES = 4
 
 @dataclass(frozen=True)
 class CodeSpace:
-    """The codes a model can emit: K categories, L0 slots, `partitions` = 1 (shared) or L0 (partitioned)."""
+    """The codes a model can emit: K categories, L0 slots, `partitions` = 1 (shared) or L0 (partitioned);
+    `always_on`: a partitioned code whose every slot holds one category (no "off")."""
 
     K: int
     L0: int
     partitions: int = 1
+    always_on: bool = False
 
     def __post_init__(self) -> None:
         if self.partitions not in (1, self.L0) or self.K % self.partitions:
             raise ValueError(f"partitions must be 1 or L0 = {self.L0} and divide K = {self.K}")
+        if self.always_on and not self.partitioned:
+            raise ValueError("only a partitioned code space can have every slot always on")
 
     @property
     def partitioned(self) -> bool:
@@ -58,8 +65,8 @@ class CodeSpace:
 
     @property
     def alphabet(self) -> int:
-        """Symbols per slot, the last one meaning "off"."""
-        return (self.K // self.partitions if self.partitioned else self.K) + 1
+        """Symbols per slot, the last one meaning "off" (none does when every slot is always on)."""
+        return (self.K // self.partitions if self.partitioned else self.K) + (0 if self.always_on else 1)
 
     @cached_property
     def size(self) -> int:
@@ -87,6 +94,8 @@ class CodeSpace:
             blocks = c.reshape(len(c), self.partitions, -1)
             if (blocks.sum(2) > 1).any():
                 raise CodeFormatError("a partitioned code holds at most one count per block")
+            if self.always_on and (blocks.sum(2) != 1).any():
+                raise CodeFormatError("every slot of this code is always on: each block holds exactly one count")
 
     # ------------------------------------------------------------------------------------ symbols
 
@@ -96,7 +105,7 @@ class CodeSpace:
         off = self.alphabet - 1
         if self.partitioned:
             blocks = c.reshape(len(c), self.partitions, -1)  # (B, M, K / M)
-            return np.where(blocks.sum(2) > 0, blocks.argmax(2), off)
+            return blocks.argmax(2) if self.always_on else np.where(blocks.sum(2) > 0, blocks.argmax(2), off)
         # the multiset sorted ascending, padded with "off" (the largest symbol) to L0 entries
         out = np.full((len(c), self.L0), off, dtype=np.int64)
         rows, idx = np.nonzero(c)
@@ -110,11 +119,11 @@ class CodeSpace:
     def counts(self, symbols: IntArray) -> IntArray:
         """(B, L0) slot symbols -> (B, K) counts; refuses sequences that are not a code's symbols."""
         s = np.asarray(symbols, dtype=np.int64)
-        off = self.alphabet - 1
-        if s.ndim != 2 or s.shape[1] != self.L0 or (s < 0).any() or (s > off).any():
-            raise CodeFormatError(f"slot symbols must be (B, {self.L0}) in [0, {off}]")
+        top = self.alphabet - 1
+        if s.ndim != 2 or s.shape[1] != self.L0 or (s < 0).any() or (s > top).any():
+            raise CodeFormatError(f"slot symbols must be (B, {self.L0}) in [0, {top}]")
         out = np.zeros((len(s), self.K), dtype=np.int64)
-        on = s < off
+        on = np.ones(s.shape, dtype=bool) if self.always_on else s < top
         if self.partitioned:
             cat = s + np.arange(self.partitions) * (self.K // self.partitions)
         else:

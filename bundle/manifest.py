@@ -38,14 +38,14 @@ class Graph(BaseModel):
 
 
 class Graphs(BaseModel):
-    """encoder: raw x (B, D) -> pi_logits (B, K) (or (B, L0, K) per slot); sparsity: raw x -> lambda_logits
-    (B, 2); decoder: counts z (B, K) -> x_hat (B, D) in original units. A supervised discriminative bundle
-    has no decoder."""
+    """encoder: raw x (B, D) -> pi_logits (B, K) (or (B, L0, K) per slot; (B, L0, symbols per slot) when
+    the slots gate themselves); sparsity: raw x -> lambda_logits (B, 2), the shared gate only; decoder:
+    counts z (B, K) -> x_hat (B, D) in original units. A supervised discriminative bundle has no decoder."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     encoder: Graph
-    sparsity: Graph
+    sparsity: Graph | None = None
     decoder: Graph | None = None
 
     def present(self) -> dict[str, Graph]:
@@ -72,10 +72,14 @@ class Manifest(BaseModel):
     D: int = Field(gt=0)
     K: int = Field(gt=1, le=65536)
     L0: int = Field(gt=0, le=255)
-    lambda0: float = Field(gt=0.0, lt=1.0)
+    lambda0: float = Field(gt=0.0, le=1.0, description="the prior's P(slot on); 1 exactly when the gate is on")
     per_slot: bool = False
     partitions: int = Field(1, ge=1, description="1: the L0 slots share the K categories (the paper's code); "
                             "L0: slot m owns block m of K / L0 categories (a partitioned code)")
+    gate: Literal["shared", "slot", "on"] = Field(
+        "shared", description="shared: the sparsity graph's lambda gates all slots (the paper's L_hat); slot: "
+        "each slot's own categorical over its block and 'off' (the encoder's last symbol); on: every slot "
+        "always holds one category of its block (no 'off', no sparsity graph). slot and on are partitioned")
     likelihood: Literal["bernoulli", "gaussian", "labels"]
     feature_names: list[str]
     standardization: Standardization | None = None
@@ -114,6 +118,14 @@ class Manifest(BaseModel):
                 raise ValueError("labels and thresholds belong to supervised bundles only")
             if self.graphs.decoder is None:
                 raise ValueError("an unsupervised bundle needs a decoder graph")
+        if (self.gate == "shared") != (self.graphs.sparsity is not None):
+            raise ValueError("a bundle has a sparsity graph exactly when its gate is shared")
+        if (self.gate == "on") != (self.lambda0 == 1.0):
+            raise ValueError("lambda0 is 1 exactly when every slot is always on (gate on)")
+        if self.gate != "shared" and self.kind == "sdlgm-dis":
+            raise ValueError("a supervised bundle's code is its label set: its gate is shared")
+        if self.gate != "shared" and (self.partitions != self.L0 or self.per_slot):
+            raise ValueError(f"gate {self.gate} is a partitioned code: partitions must be L0, per_slot false")
         space = self.code_space  # raises for partitions that do not fit K and L0
         if self.entropy_model is not None:
             rows = self.entropy_model
@@ -131,7 +143,7 @@ class Manifest(BaseModel):
 
     @property
     def code_space(self) -> CodeSpace:
-        return CodeSpace(self.K, self.L0, self.partitions)
+        return CodeSpace(self.K, self.L0, self.partitions, always_on=self.gate == "on")
 
     @property
     def entropy(self) -> EntropyModel | None:

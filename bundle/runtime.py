@@ -76,11 +76,19 @@ class ModelRuntime:
 
     def encode(self, x: F32, rng: np.random.Generator | None = None) -> tuple[codes.IntArray, codes.IntArray]:
         """(B, D) raw vectors -> (L_hat (B,), counts (B, K)); the deterministic code unless rng is given."""
-        pi = self._run("encoder", x)  # (B, K) or (B, L0, K)
+        pi = self._run("encoder", x)  # (B, K) or (B, L0, K); (B, L0, symbols) when slots gate themselves
+        if self.manifest.gate != "shared":
+            symbols = codes.slot_mode(pi) if rng is None else codes.slot_sample(pi, rng)
+            counts = self.manifest.code_space.counts(symbols)
+            return counts.sum(1), counts
         lam = self._run("sparsity", x)  # (B, 2)
         if rng is None:
             return codes.deterministic_code(pi, lam, self.manifest.L0)
         return codes.stochastic_code(pi, lam, self.manifest.L0, rng)
+
+    def sparsity_logits(self, x: F32) -> npt.NDArray[np.float32]:
+        """(B, D) raw vectors -> (B, 2) the shared gate's logits (off, on); a shared-gate bundle only."""
+        return self._run("sparsity", x)
 
     def decode(self, z: F32) -> F32:
         """(B, K) counts -> (B, D) reconstructions in original units."""

@@ -46,3 +46,15 @@ def gate_probability(lambda_logits: torch.Tensor, dtype: torch.dtype = torch.flo
 def deterministic_code(pi_logits: torch.Tensor, lambda_logits: torch.Tensor, L0: int) -> tuple[torch.Tensor, torch.Tensor]:
     L_hat = binomial_mode(gate_probability(lambda_logits), L0)
     return L_hat, multinomial_mode(pi_logits, L_hat)
+
+
+def slot_mode(slot_logits: torch.Tensor) -> torch.Tensor:
+    """(B, L0, A) per-slot logits -> (B, L0) each slot's most likely symbol (lowest on ties), as numpy's."""
+    return slot_logits.double().argmax(-1)
+
+
+def slot_counts(symbols: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, L0) symbols of self-gating slots (block = "off") -> (B, L0 * block) 0/1 int64 counts."""
+    B, L0 = symbols.shape
+    onehot = torch.zeros(B, L0, block + 1, dtype=torch.long).scatter_(2, symbols.unsqueeze(-1), 1)
+    return onehot[..., :block].flatten(1)

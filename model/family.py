@@ -37,7 +37,8 @@ class Batch:
     y: torch.Tensor | None = None  # (B, K) label sets (0/1) or counts; None for unlabelled data
     tau: torch.Tensor | float = 1.0  # gate temperature
     tau_z: torch.Tensor | float = 1.0  # slot temperature
-    mode: Mode = "st"  # relaxed, straight-through or hard samples
+    mode: Mode = "st"  # relaxed, straight-through (st, gr) or hard samples
+    beta: float = 1.0  # weight of the KL in the loss (a KL warm-up below 1); figures are always at 1
 
     def targets(self, kind: str) -> torch.Tensor:
         if self.y is None:
@@ -93,6 +94,10 @@ class SparseModel(nn.Module, ABC):
 
     @abstractmethod
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def initialise(self, x: torch.Tensor) -> None:
+        """Data-dependent initialisation from the standardized training rows, before the first step of a
+        fresh run (default: none)."""
 
     def deployed(self) -> SparseCoder | None:
         """The module the exported graphs run; None for a baseline that exports no bundle."""

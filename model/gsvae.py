@@ -56,7 +56,8 @@ class GSVAE(Generative):
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self(batch.x, batch.tau, batch.tau_z, batch.mode)
-        return {"loss": -out["elbo"].mean(), **{k: v for k, v in out.items() if k != "z"}}
+        loss = -(out["recon"] - batch.beta * (out["kl_gate"] + out["kl_code"])).mean()
+        return {"loss": loss, **{k: v for k, v in out.items() if k != "z"}}
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

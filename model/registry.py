@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model import con, count, dis, gen, gsvae, sdlgm
+from model import con, count, dis, gen, gsvae, sdlgm, search
 from model.family import Family, Options, SparseModel
 
 FAMILIES: dict[str, Family[Any]] = {f.kind: f for f in (
@@ -20,6 +20,7 @@ FAMILIES: dict[str, Family[Any]] = {f.kind: f for f in (
     gen.FAMILY,
     con.FAMILY,
     count.FAMILY,
+    search.FAMILY,
 )}
 
 

@@ -5,6 +5,15 @@ Posterior: q(w_l) = Bern(lambda(x)) from the sparsity net h, q(z_l) = Cat(pi(x))
 i.i.d. over l (or, in the per-slot variant, one pi_l per slot).
 ELBO per observation: E_q[log p(x|z)] - L0 KL(Bern(lambda) || Bern(lambda0)) - sum_l KL(Cat(pi_l) || Cat(1/K)).
 
+Options beyond the paper (each measured in docs/results/table1.md):
+  gated_kl   q(z_l | w_l = 0) = p(z_l): an off slot never reaches the decoder, so its category costs nothing
+             and the code KL is lambda * sum_l KL(pi_l || 1/K) (the paper charges all L0 slots). The same
+             posterior enters the importance weights: a valid ELBO of the same generative model.
+  gate=slot  the gate moves into the slot: the K categories are L0 blocks of m = K / L0, and slot l is one
+             categorical over {its m categories, off} with prior (lambda0 / m, ..., lambda0 / m, 1 - lambda0),
+             learned per slot with learned_prior. z is 0/1 with at most one 1 per block and there is no
+             sparsity net: a partitioned code (the bundle's gate "slot").
+
 The config is a frozen dataclass saved inside every checkpoint, so a checkpoint alone rebuilds the model;
 FAMILY registers the kind "sdlgm" (`model.registry`).
 """
@@ -23,9 +32,10 @@ from torch import nn
 from model import codes
 from model.family import Batch, DataShape, Family, Generative, Options, Widths
 from model.fused import sample_code_fused
-from model.relax import Mode, kl_bernoulli, kl_categorical_uniform, sample_one_hot
+from model.relax import Mode, kl_bernoulli, kl_categorical, kl_categorical_uniform, sample_one_hot
 
 Likelihood = Literal["bernoulli", "gaussian"]
+Gate = Literal["shared", "slot"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,20 @@ class SDLGMConfig:
     decoder: tuple[int, ...] = (256, 384, 512)
     likelihood: Likelihood = "bernoulli"
     per_slot: bool = False
+    gate: Gate = "shared"
+    learned_prior: bool = False  # gate "slot": the per-slot prior over {categories, off} is learned
+    gated_kl: bool = False  # gate "shared": q(z_l | w_l = 0) = p(z_l), the KL of off slots is not charged
+
+    def __post_init__(self) -> None:
+        if self.gate == "slot" and (self.K % self.L0 or self.per_slot or self.gated_kl):
+            raise ValueError("gate slot needs L0 to divide K, and is per slot with a gated KL by construction")
+        if self.learned_prior and self.gate != "slot":
+            raise ValueError("learned_prior is an option of gate slot")
+
+    @property
+    def block(self) -> int:
+        """m = K / L0, the categories of one slot under gate slot."""
+        return self.K // self.L0
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -85,8 +109,16 @@ class SDLGM(Generative):
         super().__init__()
         self.cfg = cfg
         n_pi = cfg.K * cfg.L0 if cfg.per_slot else cfg.K
+        if cfg.gate == "slot":
+            n_pi = cfg.L0 * (cfg.block + 1)
+            prior = torch.tensor([math.log(cfg.lambda0 / cfg.block)] * cfg.block + [math.log(1 - cfg.lambda0)])
+            prior = prior.repeat(cfg.L0, 1)  # (L0, m + 1) log-probabilities, "off" last
+            if cfg.learned_prior:
+                self.prior_logits = nn.Parameter(prior)
+            else:
+                self.register_buffer("prior_logits", prior)
         self.encoder = mlp([cfg.D, *cfg.encoder, n_pi])
-        self.sparsity = mlp([cfg.D, *cfg.sparsity, 2])
+        self.sparsity = mlp([cfg.D, *cfg.sparsity, 2]) if cfg.gate == "shared" else None
         self.decoder = mlp([cfg.K, *cfg.decoder, cfg.D])
         # Gaussian likelihood: a learned per-feature scale on the standardized data.
         self.log_scale = nn.Parameter(torch.zeros(cfg.D)) if cfg.likelihood == "gaussian" else None
@@ -95,21 +127,31 @@ class SDLGM(Generative):
         self.register_buffer("x_std", torch.ones(cfg.D))
 
     def pi_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) standardized -> (B, K), or (B, L0, K) per slot."""
+        """(B, D) standardized -> (B, K), or (B, L0, K) per slot, or (B, L0, m + 1) under gate slot."""
         out = self.encoder(x)
+        if self.cfg.gate == "slot":
+            return out.view(-1, self.cfg.L0, self.cfg.block + 1)
         return out.view(-1, self.cfg.L0, self.cfg.K) if self.cfg.per_slot else out
 
     def lambda_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) standardized -> (B, 2) logits of (w_l = 0, w_l = 1)."""
+        """(B, D) standardized -> (B, 2) logits of (w_l = 0, w_l = 1); under gate slot, zeros (unused)."""
+        if self.sparsity is None:
+            return x.new_zeros(x.shape[0], 2)
         return self.sparsity(x)
+
+    def log_prior(self) -> torch.Tensor:
+        """Gate slot: (L0, m + 1) log p of each slot's symbol, "off" last."""
+        return F.log_softmax(self.prior_logits, -1)
 
     def kl(self, pi_logits: torch.Tensor, lambda_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact KLs of the discrete posterior against the prior: (gate (B,), code (B,))."""
+        if self.cfg.gate == "slot":
+            return pi_logits.new_zeros(pi_logits.shape[0]), kl_categorical(pi_logits, self.log_prior()).sum(-1)
         lam = codes.gate_probability(lambda_logits).to(pi_logits.dtype)
         kl_gate = self.cfg.L0 * kl_bernoulli(lam, self.cfg.lambda0)
         kl_cat = kl_categorical_uniform(pi_logits)
         kl_code = kl_cat.sum(-1) if self.cfg.per_slot else self.cfg.L0 * kl_cat
-        return kl_gate, kl_code
+        return kl_gate, lam * kl_code if self.cfg.gated_kl else kl_code
 
     def sample_code(
         self, pi_logits: torch.Tensor, lambda_logits: torch.Tensor, tau: torch.Tensor | float,
@@ -117,6 +159,10 @@ class SDLGM(Generative):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One sample of z = sum_l w_l z_l: (z (B, K), L = sum_l w_l (B,)). Straight-through with a shared
         pi and a fixed slot temperature goes through `model.fused` (same samples and gradients, less work)."""
+        if self.cfg.gate == "slot":
+            y = sample_one_hot(pi_logits, tau_z, mode)  # (B, L0, m + 1)
+            z = y[..., :-1].flatten(1)
+            return z, z.sum(-1)
         fixed_tau_z = not (isinstance(tau_z, torch.Tensor) and tau_z.requires_grad)
         if mode == "st" and not self.cfg.per_slot and fixed_tau_z:
             return sample_code_fused(pi_logits, lambda_logits, tau, tau_z, self.cfg.L0)
@@ -143,11 +189,15 @@ class SDLGM(Generative):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """-ELBO averaged over the batch ("loss") beside the ELBO terms per row."""
         out = self(batch.x, batch.tau, batch.tau_z, batch.mode)
-        return {"loss": -out["elbo"].mean(), **{k: v for k, v in out.items() if k != "z"}}
+        loss = -(out["recon"] - batch.beta * (out["kl_gate"] + out["kl_code"])).mean()
+        return {"loss": loss, **{k: v for k, v in out.items() if k != "z"}}
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The deterministic code for standardized x: (L_hat (B,), counts (B, K))."""
+        if self.cfg.gate == "slot":
+            counts = codes.slot_counts(codes.slot_mode(self.pi_logits(x)), self.cfg.block)
+            return counts.sum(-1), counts
         return codes.deterministic_code(self.pi_logits(x), self.lambda_logits(x), self.cfg.L0)
 
     def deployed(self) -> SDLGM:
@@ -192,7 +242,10 @@ class SDLGM(Generative):
                                    slots.unsqueeze(-1)).squeeze(-1)
         else:
             log_q_z = torch.gather(logp.unsqueeze(0).expand(slots.shape[0], -1, -1), 2, slots)
-        return (log_p_w - log_q_w - math.log(cfg.K) - log_q_z).sum(-1)
+        log_z = -math.log(cfg.K) - log_q_z
+        if cfg.gated_kl:  # an off slot's category is drawn from the prior: its terms cancel
+            log_z = w * log_z
+        return (log_p_w - log_q_w + log_z).sum(-1)
 
     @torch.no_grad()
     def importance_samples(self, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,6 +253,14 @@ class SDLGM(Generative):
         cfg = self.cfg
         pi, lam = self.pi_logits(x), self.lambda_logits(x)
         B = x.shape[0]
+        if cfg.gate == "slot":
+            q = F.log_softmax(pi, -1)  # (B, L0, m + 1)
+            sym = torch.multinomial(q.exp().reshape(-1, cfg.block + 1), samples, replacement=True)
+            sym = sym.view(B, cfg.L0, samples).permute(2, 0, 1)  # (S, B, L0)
+            log_q = torch.gather(q.unsqueeze(0).expand(samples, -1, -1, -1), 3, sym.unsqueeze(-1)).squeeze(-1)
+            log_p = self.log_prior()[torch.arange(cfg.L0), sym]  # (S, B, L0)
+            z = codes.slot_counts(sym.flatten(0, 1), cfg.block).view(samples, B, cfg.K).to(x.dtype)
+            return z, (log_p - log_q).sum(-1)
         p_on = codes.gate_probability(lam, lam.dtype)  # (B,)
         w = (torch.rand(samples, B, cfg.L0) < p_on[None, :, None]).float()
         probs = torch.softmax(pi, -1)
@@ -224,11 +285,15 @@ class SDLGMOptions(Options):
     sparsity: Widths = SDLGMConfig.sparsity
     decoder: Widths = SDLGMConfig.decoder
     per_slot: bool = SDLGMConfig.per_slot
+    gate: Gate = SDLGMConfig.gate
+    learned_prior: bool = SDLGMConfig.learned_prior
+    gated_kl: bool = SDLGMConfig.gated_kl
 
     def config(self, shape: DataShape) -> SDLGMConfig:
         return SDLGMConfig(D=shape.D, K=self.K, L0=self.L0, lambda0=self.lambda0, encoder=self.encoder,
                            sparsity=self.sparsity, decoder=self.decoder, likelihood=shape.likelihood,
-                           per_slot=self.per_slot)
+                           per_slot=self.per_slot, gate=self.gate, learned_prior=self.learned_prior,
+                           gated_kl=self.gated_kl)
 
 
 FAMILY = Family("sdlgm", SDLGM, SDLGMConfig, SDLGMOptions, targets="none", graphs=("encoder", "sparsity", "decoder"))

@@ -123,6 +123,7 @@ class ModelInfo(BaseModel):
     L0: int
     per_slot: bool
     partitions: int
+    gate: str = Field(description="shared (the paper's lambda), slot (each slot gates itself) or on (no slot off)")
     formats: list[str] = Field(description="the binary code formats this model serves")
     likelihood: str
     provider: str = Field(description="the onnxruntime execution provider really used")

@@ -54,7 +54,7 @@ def make_bundle(config: str, run: Path, out: Path, iterations: int = 60) -> Path
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models directory holding `kpi5g` (Gaussian, D=80, K=64, L0=4) and `emotions` (supervised)."""
     root = tmp_path_factory.mktemp("bundles")
-    make_bundle("configs/kpi5g.yaml", root / "runs" / "kpi5g", root / "models" / "kpi5g")
+    make_bundle("configs/kpi5g-shared.yaml", root / "runs" / "kpi5g", root / "models" / "kpi5g")
     make_bundle("configs/emotions-dis.yaml", root / "runs" / "emotions", root / "models" / "emotions")
     return root / "models"
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from bundle import codes
+from bundle import codes, formats
+from bundle.formats import CodeSpace
 from model.sdlgm import SDLGM, SDLGMConfig
 from training import codecs, codecs_faiss, codecs_fsq
 from training.codecs_sdlgm import BundleCodec, Log1pBitrates, SDLGMCodec, SDLGMLog1pCodec
@@ -235,15 +236,15 @@ def test_fsq_bound_reaches_exactly_L_levels(L: int) -> None:
     assert h.grad is not None and (h.grad > 0).any()  # straight through: the rounding passes gradients
 
 
-def test_sdlgm_codec_packs_format_1(x: np.ndarray) -> None:
+def test_sdlgm_codec_sends_the_enum_format(x: np.ndarray) -> None:
     torch.manual_seed(0)
     model = SDLGM(SDLGMConfig(D=20, K=16, L0=3, encoder=[8], sparsity=[8], decoder=[8]))
     codec = SDLGMCodec(model, iterations=0)
     sym = codec.encode(x[:50])
-    nnz = (sym > 0).sum(1)
-    assert (codec.sizes(sym) == 2 + 2 * nnz).all()
-    idx, counts = codes.unpack(codec.pack(sym[0]), 16, 3)
-    assert np.array_equal(codes.to_dense(idx, counts, 16), sym[0])
+    space = CodeSpace(16, 3)
+    assert (codec.sizes(sym) == 2).all()  # C(19, 3) = 969 codes: 10 bits, 2 bytes whatever the code
+    for row in sym[:10]:
+        assert np.array_equal(formats.unpack("enum", codec.pack(row), space, None), row)
     assert codec.decode(sym).shape == (50, 20)
     assert codec.label(codec.params) == "SDLGM K=16 L0=3"
     log1p = SDLGMLog1pCodec(model, 0, Log1pBitrates([f"f{i}@0" for i in range(20)], ["f0"]))
@@ -266,7 +267,8 @@ def test_bundle_codec_runs_the_committed_bundle() -> None:
     x = np.asarray(m.standardization.mean) + rng.standard_normal((20, m.D)) * np.asarray(m.standardization.std)
     sym = bundle.encode(x)
     assert sym.shape == (20, m.K) and (sym.sum(1) <= m.L0).all()
-    assert (bundle.sizes(sym) == [codes.code_size(int(n), m.K) for n in (sym > 0).sum(1)]).all()
+    assert (bundle.sizes(sym) == m.code_space.enum_bytes).all()  # the enum format: fixed length
+    assert all(np.array_equal(formats.unpack("enum", bundle.pack(r), m.code_space, None), r) for r in sym)
     assert bundle.decode(sym).shape == (20, m.D)
     assert bundle.params["bundle"] == "models/kpi5g"
 

@@ -118,3 +118,22 @@ def test_parity_check_refuses_graphs_that_differ_from_the_model(tmp_path: Path, 
         net[-1].bias.add_(0.01)  # the torch model drifts from the exported graphs
         with pytest.raises(ExportError, match=f"onnxruntime differs from torch beyond 1e-05: {{'{role}'"):
             check_parity(model, tmp_path, manifest, x)
+
+
+def test_a_manifest_whose_gate_misfits_its_graphs_or_code_is_refused(tmp_path: Path) -> None:
+    from bundle.manifest import Manifest
+
+    model = _gaussian_model()
+    export_bundle(model, tmp_path, "tiny", "1", [f"f{i}" for i in range(12)], _rows(model))
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    Manifest.model_validate(raw)
+    cases = [
+        ({"gate": "slot"}, "sparsity graph exactly when its gate is shared"),
+        ({"gate": "on", "lambda0": 1.0}, "sparsity graph exactly"),
+        ({"lambda0": 1.0}, "lambda0 is 1 exactly when"),
+        ({"gate": "slot", "graphs": {**raw["graphs"], "sparsity": None}}, "partitions must be L0"),
+        ({"gate": "on", "graphs": {**raw["graphs"], "sparsity": None}, "partitions": 6}, "lambda0 is 1 exactly"),
+    ]
+    for change, why in cases:
+        with pytest.raises(ValueError, match=why):
+            Manifest.model_validate({**raw, **change})

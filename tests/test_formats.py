@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from bundle.codes import CodeFormatError
 from bundle.formats import FORMATS, CodeSpace, EntropyModel, pack, unpack
 
-SMALL = [CodeSpace(K=5, L0=3), CodeSpace(K=6, L0=3, partitions=3), CodeSpace(K=2, L0=1)]
+SMALL = [CodeSpace(K=5, L0=3), CodeSpace(K=6, L0=3, partitions=3), CodeSpace(K=2, L0=1),
+         CodeSpace(K=6, L0=3, partitions=3, always_on=True)]
 LARGE = [CodeSpace(K=64, L0=4), CodeSpace(K=200, L0=40), CodeSpace(K=1024, L0=4, partitions=4),
-         CodeSpace(K=300, L0=3)]
+         CodeSpace(K=300, L0=3), CodeSpace(K=1024, L0=4, partitions=4, always_on=True),
+         CodeSpace(K=4096, L0=16, partitions=16, always_on=True), CodeSpace(K=200, L0=40, partitions=40)]
 
 
 def all_codes(space: CodeSpace) -> np.ndarray:
@@ -29,6 +31,8 @@ def all_codes(space: CodeSpace) -> np.ndarray:
             continue
         if space.partitioned and (row.reshape(space.partitions, -1).sum(1) > 1).any():
             continue
+        if space.always_on and (row.reshape(space.partitions, -1).sum(1) != 1).any():
+            continue
         rows.append(row)
     return np.array(rows)
 
@@ -39,7 +43,7 @@ def codes_of(draw: st.DrawFn, space: CodeSpace) -> np.ndarray:
     if space.partitioned:
         size = space.K // space.partitions
         for m in range(space.partitions):
-            j = draw(st.integers(-1, size - 1))
+            j = draw(st.integers(0 if space.always_on else -1, size - 1))
             if j >= 0:
                 row[m * size + j] = 1
         return row
@@ -97,6 +101,10 @@ def test_enum_bytes_are_the_information_of_the_space_rounded_up() -> None:
     assert CodeSpace(K=1024, L0=4, partitions=4).size == 257**4  # 32.02 bits: 5 bytes
     assert CodeSpace(K=1024, L0=4, partitions=4).enum_bytes == 5
     assert CodeSpace(K=2, L0=1).enum_bytes == 1
+    # every slot always on: 256 categories per slot are exactly one byte each
+    assert CodeSpace(K=1024, L0=4, partitions=4, always_on=True).size == 256**4
+    assert CodeSpace(K=1024, L0=4, partitions=4, always_on=True).enum_bytes == 4
+    assert CodeSpace(K=4096, L0=16, partitions=16, always_on=True).enum_bytes == 16
 
 
 def test_a_range_coded_stream_costs_about_its_information() -> None:
@@ -122,6 +130,9 @@ def test_a_range_coded_stream_costs_about_its_information() -> None:
     (CodeSpace(K=64, L0=4), "range", b"\x01\x02\x03", "whole number"),
     (CodeSpace(K=8, L0=4, partitions=4), "v1", bytes([1, 2, 0, 1, 1, 1]), "one count per block"),
     (CodeSpace(K=8, L0=4), "v1", bytes([1, 1, 9, 1]), "indices must lie"),
+    (CodeSpace(K=8, L0=4, partitions=4, always_on=True), "v1", bytes([1, 3, 0, 2, 4, 1, 1, 1]), "always on"),
+    (CodeSpace(K=8, L0=4, partitions=4, always_on=True), "enum", b"\x10", "outside"),
+    (CodeSpace(K=8, L0=4, partitions=4, always_on=True), "enum", b"\x00\x00", "1 bytes"),
 ])
 def test_corrupt_or_truncated_messages_are_refused(space: CodeSpace, fmt: str, blob: bytes, why: str) -> None:
     with pytest.raises(CodeFormatError, match=why):
@@ -163,3 +174,11 @@ def test_validate_refuses_codes_of_another_shape_or_sum() -> None:
             space.validate(bad)
     with pytest.raises(CodeFormatError, match="one count per block"):
         CodeSpace(K=4, L0=2, partitions=2).validate(np.array([[1, 1, 0, 0]]))
+
+
+def test_only_a_partitioned_space_can_keep_every_slot_on() -> None:
+    with pytest.raises(ValueError, match="always on"):
+        CodeSpace(K=4, L0=2, always_on=True)
+    on = CodeSpace(K=6, L0=3, partitions=3, always_on=True)
+    assert on.alphabet == 2 and on.size == 8  # no "off" symbol: 2 categories per slot, 3 slots
+    assert np.array_equal(on.symbols(np.array([[0, 1, 1, 0, 0, 1]])), [[1, 0, 1]])

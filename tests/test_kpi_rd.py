@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 
 from training import codecs, codecs_faiss, codecs_fsq, datasets
-from training.codecs_sdlgm import BundleCodec, SDLGMCodec, SDLGMLog1pCodec
+from training.codecs_sdlgm import BundleCodec, SDLGMCodec, SDLGMLog1pCodec, SearchBundleCodec
 from training.datasets import DataError, Trace
 
 REQUIRED = {"method", "label", "role", "message", "params", "bytes_per_vector", "entropy_bits_per_vector", "nrmse",
             "rmse_per_kpi", "downstream_error"}
 STUDIED = [codecs.RawFloat32, codecs.Float16, codecs.UniformScalar, codecs.Lossless, codecs.PCAQuant,
            codecs.KMeansVQ, codecs.ProductQuantizer, codecs_faiss.OptimizedPQ, codecs_faiss.ResidualQuantizer,
-           codecs_fsq.FSQ, codecs.OMPSparse, codecs.KSparseAE, SDLGMCodec, SDLGMLog1pCodec, BundleCodec]
+           codecs_faiss.LocalSearch, codecs_fsq.FSQ, codecs.OMPSparse, codecs.KSparseAE, SDLGMCodec, SDLGMLog1pCodec,
+           SearchBundleCodec, BundleCodec]
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +141,14 @@ ROWS = [
     row(codecs_faiss.OptimizedPQ, {"M": 4, "bits": 8, "iterations": 10, "train_rows": 20000}, 4.0, 0.331, 0.179),
     row(codecs_faiss.ResidualQuantizer, {"M": 4, "bits": 8, "beam": 8, "train_rows": 20000}, 4.0, 0.317, 0.183,
         chosen_on_valid={"RQ M=4 beam 1": 0.347, "RQ M=4 beam 8": 0.328}),
+    row(codecs_faiss.LocalSearch, {"M": 4, "bits": 8, "train_rows": 20000}, 4.0, 0.341, 0.18),
     row(codecs_fsq.FSQ, {"levels": [8] * 10 + [4], "d": 11, "iterations": 6000}, 4.0, 0.384, 0.176),
     row(codecs_fsq.FSQ, {"levels": [8] * 16, "d": 16, "iterations": 6000}, 6.0, 0.318, 0.171),
     row(SDLGMCodec, {"K": 64, "L0": 2, "iterations": 3000}, 4.1, 0.675, 0.182),
     row(SDLGMCodec, {"K": 64, "L0": 4, "iterations": 3000}, 6.0, 0.644, 0.166),
     row(SDLGMLog1pCodec, {"K": 64, "L0": 4, "iterations": 3000}, 7.2, 0.666, 0.157),
+    row(SearchBundleCodec, {"K": 1024, "L0": 4, "iterations": 3000, "bundle": "runs/search-M4-bundle",
+                            "fingerprint": "cd", "gate": "on", "kind": "sdlgm-search"}, 4.0, 0.300, 0.17),
     row(BundleCodec, {"K": 64, "L0": 4, "iterations": 10000, "bundle": "models/kpi5g", "fingerprint": "ab"},
         5.9, 0.625, 0.177),
 ]
@@ -152,7 +156,7 @@ META = {"window": 10, "kpis": KPIS, "D": 80, "train_rows": 51081, "valid_rows": 
         "train_traces": 58, "valid_traces": 8, "test_traces": 17, "train_pairs": 9805, "test_pairs": 2879,
         "train_low_share": 0.54, "test_low_share": 0.74, "majority_error": 0.256, "persistence_error": 0.232,
         "iterations": 3000, "config": {"K": 64, "L0": 4, "iterations": 10000}, "quick": False, "omp_rows": 3000,
-        "omp_iterations": 4, "fsq_iterations": 6000, "faiss_rows": 20000, "opq_iterations": 10, "rq_beams": [1, 8],
+        "omp_iterations": 4, "fsq_iterations": 6000, "faiss_rows": 20000, "opq_iterations": 10, "rq_beams": [[1, 1], [8, 8]],
         "threshold_kbps": 1000.0, "max_dl_bitrate": 532905.0, "median_dl_bitrate": 2.0, "std_dl_bitrate": 47180.0,
         "missing_share": {k: 0.01 for k in KPIS}, "seconds": 600.0}
 
@@ -167,15 +171,19 @@ def test_report_lists_every_row_with_its_figures(kpi_report: ModuleType, tmp_pat
     # the headline: the best baseline at the default's 5.9 bytes is RQ (0.317), 1.97x below the default
     assert "the best baseline is **RQ M=4 beam 8** (4 bytes, NRMSE 0.317): the default loses: 1.97x the error" in text
     assert "**k-means 256** at 1 byte per vector" in text  # the cheapest baseline reaching 0.625
-    assert "Chosen: **SDLGM K=64 L0=4**" in text  # the better valid ratio of the two grid points
+    assert "Chosen: **SDLGM-search M=4 (K=1024)**" in text  # valid 0.311 against RQ's 0.328: the best ratio
+    assert "**does not match this point**" in text  # the config says K = 64, L0 = 4 (kind sdlgm)
+    # the goal, B by B: the best SDLGM point at <= B against the best baseline and against PQ at <= B
+    assert "| 4 | SDLGM-search M=4 (K=1024) | 0.3000 | RQ M=4 beam 8 | 0.3170 | 0.9464 (wins) | 0.3660 | 0.820 |" in lines
+    assert "| 6 | SDLGM-search M=4 (K=1024) | 0.3000 | RQ M=4 beam 8 | 0.3170 | 0.9464 (wins) | 0.3660 | 0.820 |" in lines
     assert "RQ M=4 beam 8 from RQ M=4 beam 1 0.347, RQ M=4 beam 8 0.328" in text
     for r in ROWS:  # the message table names every family once, beside its format
         assert sum(r["method"] in x and r["message"] in x for x in lines if x.startswith("| ")) == 1, r["method"]
     assert "| finite scalar quantization | FSQ 8^10 x 4 | 4 | 0.384 |" in text  # family by family
     # the byte grid: families with two or more whole-byte points, the best SDLGM row at <= bytes beside them
     assert "| bytes | product quantization | optimized PQ | finite scalar quantization | SDLGM (best at <= bytes) |" in text
-    assert "| 4 | 0.366 | 0.331 | 0.384 |  |" in lines
-    assert "| 6 |  |  | 0.318 | 0.625 (SDLGM K=64 L0=4 (committed bundle)) |" in lines
+    assert "| 4 | 0.366 | 0.331 | 0.384 | 0.300 (SDLGM-search M=4 (K=1024)) |" in lines
+    assert "| 6 |  |  | 0.318 | 0.300 (SDLGM-search M=4 (K=1024)) |" in lines
 
 
 def test_report_rebuilds_from_the_result_file_alone(kpi_report: ModuleType, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ LIMIT = SESSION_SETTINGS["max_body_bytes"]
 
 
 def test_train_export_serve_round_trip(tmp_path: Path, serve: Serve) -> None:
-    bundle = make_bundle("configs/kpi5g.yaml", tmp_path / "run", tmp_path / "models" / "edge", iterations=5)
+    bundle = make_bundle("configs/kpi5g-shared.yaml", tmp_path / "run", tmp_path / "models" / "edge", iterations=5)
     manifest = json.loads((bundle / "manifest.json").read_text())
     mean, std = (np.asarray(manifest["standardization"][k]) for k in ("mean", "std"))
     x = mean + np.random.default_rng(0).normal(size=(16, manifest["D"])) * std

@@ -23,7 +23,7 @@ TINY = ["--set", "train.iterations=30", "--set", "train.eval_every=15", "--set",
 
 def test_train_eval_export_on_kpi_windows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run, bundle = tmp_path / "run", tmp_path / "bundle"
-    assert main(["train", "--config", "configs/kpi5g.yaml", "--out", str(run), *TINY]) == 0
+    assert main(["train", "--config", "configs/kpi5g-shared.yaml", "--out", str(run), *TINY]) == 0
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["split"]) for r in lines] == [(15, "train"), (15, "valid"), (30, "train"), (30, "valid")]
     assert {"discrete_neg_elbo", "relaxed_neg_elbo", "rmse_per_kpi", "nrmse"} <= set(lines[-1])
@@ -34,7 +34,7 @@ def test_train_eval_export_on_kpi_windows(tmp_path: Path, capsys: pytest.Capture
     manifest = load_manifest(bundle)
     assert manifest.D == 80 and manifest.K == 64 and manifest.L0 == 4 and manifest.likelihood == "gaussian"
     assert manifest.feature_names[:2] == ["RSRP@t0", "RSRQ@t0"]
-    task = load_task(load_config("configs/kpi5g.yaml").data)
+    task = load_task(load_config("configs/kpi5g-shared.yaml").data)
     fresh = bundle_evaluation(bundle, task.test, task.kpis)
     assert fresh["rmse_per_kpi"] == pytest.approx(manifest.evaluation["rmse_per_kpi"], rel=1e-9)
     assert fresh["compression_ratio"] > 1
@@ -42,7 +42,7 @@ def test_train_eval_export_on_kpi_windows(tmp_path: Path, capsys: pytest.Capture
 
 @pytest.mark.parametrize("lr_final", [None, 1e-4])
 def test_resume_continues_exactly(tmp_path: Path, lr_final: float | None) -> None:
-    cfg = load_config("configs/kpi5g.yaml", {"train.iterations": 20, "train.lr_final": lr_final, "data.stride": 10, "train.checkpoint_every": 10,
+    cfg = load_config("configs/kpi5g-shared.yaml", {"train.iterations": 20, "train.lr_final": lr_final, "data.stride": 10, "train.checkpoint_every": 10,
                                               "train.eval_every": 10, "model.encoder": [16], "model.decoder": [16],
                                               "model.sparsity": [8]})
     task = load_task(cfg.data)
@@ -122,4 +122,4 @@ def test_config_errors_name_the_bad_key(raw: dict[str, object], message: str) ->
 
 def test_set_requires_key_value() -> None:
     with pytest.raises(SystemExit, match="key=value"):
-        main(["train", "--config", "configs/kpi5g.yaml", "--set", "oops"])
+        main(["train", "--config", "configs/kpi5g-shared.yaml", "--set", "oops"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bundle import codes
+from bundle import codes, formats
 from bundle.runtime import open_bundle
 
 
@@ -48,14 +48,20 @@ def bundle_evaluation(bundle_dir: Path, x_raw: np.ndarray, kpis: tuple[str, ...]
     nnz = (counts > 0).sum(1)
     code_bytes = np.array([codes.code_size(int(n), m.K) for n in nnz])
     raw_bytes = 4 * m.D
+    sizes = {fmt: float(np.mean([len(b) for b in formats.pack(fmt, counts, m.code_space, m.entropy)]))
+             for fmt in m.formats}
     out: dict[str, Any] = {
         "rows": len(x),
         "mean_L_hat": float(L_hat.mean()),
         "mean_nnz": float(nnz.mean()),
         "mean_code_bytes": float(code_bytes.mean()),
+        "bytes_per_format": sizes,  # the mean length of one code's message as /encode sends it, per format
+        "code_bits": m.code_space.bits,  # log2 of the number of codes the model can emit
         "raw_float32_bytes": raw_bytes,
-        "compression_ratio": float(raw_bytes / code_bytes.mean()),
+        "compression_ratio": float(raw_bytes / min(sizes.values())),
     }
+    if m.entropy is not None:  # the static model's information per code: what the range format approaches
+        out["entropy_bits"] = float(m.entropy.bits(m.code_space, counts).mean())
     if rt.has_decoder:
         recon = rt.decode(counts.astype(np.float32)).astype(np.float64)
         err = (recon - x) ** 2

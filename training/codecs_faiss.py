@@ -3,7 +3,9 @@ M codebooks of 256 entries, one byte each, so M bytes per vector.
 
     OptimizedPQ        a learned rotation, then product quantization (Ge et al., 2013; faiss.OPQMatrix)
     ResidualQuantizer  M codebooks applied in turn to the remaining residual, codes by beam search
-                       (faiss.ResidualQuantizer)
+                       (faiss.ResidualQuantizer; the encoder's beam may be wider than training's)
+    LocalSearch        additive quantization with M full-dimensional codebooks, codes by iterated local
+                       search (LSQ++, Martinez et al., 2018; faiss.LocalSearchQuantizer)
 
 Both train on a random subset of ``rows`` training vectors (faiss's k-means samples too; OPQ is slow).
 """
@@ -76,24 +78,56 @@ class ResidualQuantizer(Standardized):
     family = "residual quantization"
     message = "M codebook indices of 8 bits, the i-th quantizing the residual of the first i - 1: M bytes"
 
-    def __init__(self, M: int, beam: int = 1, rows: int = 20_000, seed: int = 0) -> None:
+    def __init__(self, M: int, beam: int = 1, rows: int = 20_000, seed: int = 0, encode_beam: int | None = None) -> None:
         self.M, self.beam, self.rows, self.seed = M, beam, rows, seed
-        self.params = {"M": M, "bits": BITS, "beam": beam, "train_rows": rows}
+        self.encode_beam = beam if encode_beam is None else encode_beam
+        self.params = {"M": M, "bits": BITS, "beam": beam, "encode_beam": self.encode_beam, "train_rows": rows}
 
     @classmethod
     def label(cls, params: dict[str, Any]) -> str:
-        return f"RQ M={params['M']} beam {params['beam']}"
+        enc = params.get("encode_beam", params["beam"])
+        return f"RQ M={params['M']} beam {params['beam']}" + (f", encode beam {enc}" if enc != params["beam"] else "")
 
     def _fit(self, x: np.ndarray) -> None:
         self.rq = faiss.ResidualQuantizer(x.shape[1], self.M, BITS)
         self.rq.max_beam_size = self.beam
         self.rq.train(_subset(x, self.rows, self.seed))
+        self.rq.max_beam_size = self.encode_beam
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
         return self.rq.compute_codes(np.ascontiguousarray(x, dtype=np.float32)).astype(np.int64)
 
     def _decode(self, symbols: np.ndarray) -> np.ndarray:
         return self.rq.decode(np.ascontiguousarray(symbols, dtype=np.uint8)).astype(np.float64)
+
+    def pack(self, row: np.ndarray) -> bytes:
+        return _bytes_message(row)
+
+
+class LocalSearch(Standardized):
+    """LSQ++: M additive codebooks of 256 full-D entries learned jointly, each code found by iterated
+    local search with faiss's defaults (encode_ils_iters, and so on)."""
+
+    family = "local search quantization"
+    message = "M codebook indices of 8 bits, their entries summed: M bytes"
+
+    def __init__(self, M: int, rows: int = 20_000, seed: int = 0) -> None:
+        self.M, self.rows, self.seed = M, rows, seed
+        self.params = {"M": M, "bits": BITS, "train_rows": rows}
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"LSQ M={params['M']}"
+
+    def _fit(self, x: np.ndarray) -> None:
+        self.lsq = faiss.LocalSearchQuantizer(x.shape[1], self.M, BITS)
+        self.lsq.train(_subset(x, self.rows, self.seed))
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        return self.lsq.compute_codes(np.ascontiguousarray(x, dtype=np.float32)).astype(np.int64)
+
+    def _decode(self, symbols: np.ndarray) -> np.ndarray:
+        return self.lsq.decode(np.ascontiguousarray(symbols, dtype=np.uint8)).astype(np.float64)
 
     def pack(self, row: np.ndarray) -> bytes:
         return _bytes_message(row)

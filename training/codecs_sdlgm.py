@@ -1,6 +1,7 @@
 """The SDLGM as a codec, beside the baselines of ``training.codecs``: a trained model in torch
 (``SDLGMCodec``, and ``SDLGMLog1pCodec`` for one trained on log1p bitrates) and an exported bundle run the
-way the service runs it (``BundleCodec``). All send the deterministic code in the service's format 1."""
+way the service runs it (``BundleCodec``, ``SearchBundleCodec``). All send the deterministic code as the
+service's fixed-length `enum` format (bundle.formats): the code's index among all codes the model can emit."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bundle import codes
+from bundle import formats
+from bundle.formats import CodeSpace
 from bundle.runtime import open_bundle
 from model.sdlgm import SDLGM
 from training.codecs import Codec
 
-FORMAT_1 = "the service's format 1: version, n, n indices (1 byte if K <= 256), n counts: 2 + 2n bytes"
+ENUM = ("the service's enum format: the code's index among the model's N codes, ceil(log2 N / 8) bytes "
+        "(a shared code: N = C(K + L0, L0); a product code of M slots of 256: M bytes)")
 
 
 class Log1pBitrates:
@@ -36,22 +39,18 @@ class Log1pBitrates:
         return out
 
 
-def _pack_counts(row: np.ndarray, K: int) -> bytes:
-    idx = np.flatnonzero(row)
-    return codes.pack(idx, row[idx], K)
-
-
 class SDLGMCodec(Codec):
     """A trained SDLGM in torch: the deterministic code (model.encode, identical to the service's by the
-    export parity tests), its counts packed in the service's format 1."""
+    export parity tests), sent in the service's enum format."""
 
     family = "SDLGM"
     role = "sdlgm"
-    message = FORMAT_1
+    message = ENUM
     transform: Log1pBitrates | None = None
 
     def __init__(self, model: SDLGM, iterations: int) -> None:
         self.model = model.eval()
+        self.space = CodeSpace(model.cfg.K, model.cfg.L0)
         self.params = {"K": model.cfg.K, "L0": model.cfg.L0, "iterations": iterations}
 
     @classmethod
@@ -71,7 +70,7 @@ class SDLGMCodec(Codec):
         return self.transform.inverse(y) if self.transform else y
 
     def pack(self, row: np.ndarray) -> bytes:
-        return _pack_counts(row, self.model.cfg.K)
+        return formats.pack("enum", row[None], self.space, None)[0]
 
     def code_features(self, symbols: np.ndarray) -> np.ndarray:
         return symbols.astype(np.float64)
@@ -98,14 +97,16 @@ class BundleCodec(Codec):
 
     family = "SDLGM, committed bundle"
     role = "sdlgm"
-    message = FORMAT_1
+    message = ENUM
 
     def __init__(self, bundle: Path, root: Path | None = None) -> None:
         self.runtime = open_bundle(bundle)
         self.manifest = m = self.runtime.manifest
         shown = bundle.relative_to(root) if root is not None and bundle.is_relative_to(root) else bundle
+        model = m.training.get("model") if m.training else None
         self.params = {"K": m.K, "L0": m.L0, "iterations": m.training.get("step") if m.training else None,
-                       "bundle": str(shown), "fingerprint": m.fingerprint}
+                       "bundle": str(shown), "fingerprint": m.fingerprint, "gate": m.gate,
+                       "kind": model.get("kind") if isinstance(model, dict) else None}
 
     @classmethod
     def label(cls, params: dict[str, Any]) -> str:
@@ -118,7 +119,17 @@ class BundleCodec(Codec):
         return np.asarray(self.runtime.decode(symbols.astype(np.float32)), dtype=np.float64)
 
     def pack(self, row: np.ndarray) -> bytes:
-        return _pack_counts(row, self.manifest.K)
+        return formats.pack("enum", row[None], self.manifest.code_space, None)[0]
 
     def code_features(self, symbols: np.ndarray) -> np.ndarray:
         return symbols.astype(np.float64)
+
+
+class SearchBundleCodec(BundleCodec):
+    """A bundle of the SDLGM with a product code found by search (model.search), trained in the study."""
+
+    family = "SDLGM, product code by search"
+
+    @classmethod
+    def label(cls, params: dict[str, Any]) -> str:
+        return f"SDLGM-search M={params['L0']} (K={params['K']})"

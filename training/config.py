@@ -96,7 +96,9 @@ class TrainConfig(Strict):
     clip_grad_norm: float | None = Field(None, gt=0)
     order: Literal["permutation", "replacement"] = "permutation"  # full batches of a permutation per pass
     seed: int = 0
-    estimator: Literal["relaxed", "st"] = "st"
+    estimator: Literal["relaxed", "st", "gr"] = "st"  # gr: straight-through with Gumbel-Rao's backward
+    keep_best: bool = False  # end with the state of the least validation discrete -ELBO (evaluated every eval_every)
+    kl_warmup: int = Field(0, ge=0)  # the KL's weight rises linearly from 1 / kl_warmup to 1 over these steps
     tau: Temperature = Temperature()
     tau_z: Temperature = Temperature()
     eval_every: int = Field(1000, gt=0)

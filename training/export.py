@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from bundle import codes as np_codes
+from bundle.formats import EntropyModel
 from bundle.manifest import (
     Graph,
     Graphs,
@@ -35,6 +36,7 @@ from bundle.manifest import (
     sha256_file,
     write_manifest,
 )
+from bundle.runtime import open_bundle
 from model import codes as torch_codes
 from model import registry
 from model.family import Role, SparseCoder, SparseModel
@@ -115,10 +117,12 @@ def _graph(role: Role, coder: SparseCoder, K: int) -> tuple[nn.Module, torch.Ten
 def export_bundle(model: SparseModel, out_dir: Path, name: str, version: str, feature_names: list[str],
                   eval_x: np.ndarray, *, eval_y: np.ndarray | None = None, kpis: tuple[str, ...] | None = None,
                   training: dict[str, Any] | None = None, labels: list[str] | None = None,
-                  thresholds: list[float] | None = None, probe: np.ndarray | None = None) -> Manifest:
+                  thresholds: list[float] | None = None, probe: np.ndarray | None = None,
+                  code_rows: np.ndarray | None = None) -> Manifest:
     """Write <out_dir>/<role>-<hash>.onnx for the family's graphs and manifest.json; returns the manifest.
     The manifest records the model's kind and config with `training`, and the bundle's evaluation on
-    the raw rows eval_x (with their label sets eval_y for a supervised bundle)."""
+    the raw rows eval_x (with their label sets eval_y for a supervised bundle). With code_rows (raw
+    training rows), the range format's static model is fitted on their codes as the bundle computes them."""
     family = registry.family_of(model)
     coder = model.deployed()
     if not family.graphs or coder is None:
@@ -130,7 +134,10 @@ def export_bundle(model: SparseModel, out_dir: Path, name: str, version: str, fe
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         graphs: dict[str, Graph] = {}
+        gate = getattr(cfg, "gate", "shared")
         for role in family.graphs:
+            if role == "sparsity" and gate != "shared":
+                continue  # the slots gate themselves
             module, example, i, o = _graph(role, coder, cfg.K)
             path = tmp / f"{role}.onnx"
             _export(module, example, i, o, path)
@@ -141,6 +148,7 @@ def export_bundle(model: SparseModel, out_dir: Path, name: str, version: str, fe
         manifest = Manifest(
             name=name, version=version, fingerprint=fingerprint_of(g), kind=family.bundle_kind,
             D=cfg.D, K=cfg.K, L0=cfg.L0, lambda0=cfg.lambda0, per_slot=bool(getattr(cfg, "per_slot", False)),
+            gate=gate, partitions=cfg.L0 if gate != "shared" else 1,
             likelihood=likelihood, feature_names=feature_names,
             standardization=Standardization(mean=coder.x_mean.tolist(), std=coder.x_std.tolist())
             if likelihood != "bernoulli" else None,
@@ -151,6 +159,12 @@ def export_bundle(model: SparseModel, out_dir: Path, name: str, version: str, fe
         probe_x = probe if probe is not None else np.repeat(coder.x_mean.numpy()[None], 8, 0)
         check_parity(model, tmp, manifest, probe_x.astype(np.float32))
         write_manifest(tmp, manifest)
+        if code_rows is not None:
+            _, counts = open_bundle(tmp).encode(np.ascontiguousarray(code_rows, dtype=np.float32))
+            probs = EntropyModel.fit(manifest.code_space, counts).probabilities.tolist()
+            manifest = manifest.model_copy(update={"entropy_model": probs, "fingerprint": fingerprint_of(g, probs)})
+            manifest = Manifest.model_validate(manifest.model_dump())
+            write_manifest(tmp, manifest)
         evaluation = {"split": "test", **bundle_evaluation(tmp, eval_x, kpis, eval_y)}
         manifest = manifest.model_copy(update={"evaluation": evaluation})
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +188,8 @@ def export_trained(cfg: RunConfig, model: SparseModel, temps: Temperatures, step
     training = {"config": cfg.model_dump(mode="json"), "step": step, **temps.current(step)}
     return export_bundle(model, out_dir, name or cfg.name, version or cfg.version, task.feature_names, task.test,
                          eval_y=task.y_test, kpis=task.kpis, training=training, labels=labels,
-                         thresholds=thresholds, probe=task.test[:64])
+                         thresholds=thresholds, probe=task.test[:64],
+                         code_rows=task.train if family.bundle_kind == "sdlgm" else None)
 
 
 @torch.no_grad()
@@ -186,13 +201,19 @@ def check_parity(model: SparseModel, bundle_dir: Path, manifest: Manifest, x: np
             for role, g in manifest.graphs.present().items()}
     xt = torch.from_numpy(x)
     xs = (xt - coder.x_mean) / coder.x_std
-    pi_t, lam_t = coder.pi_logits(xs), coder.lambda_logits(xs)
+    pi_t = coder.pi_logits(xs)
     pi_o = sess["encoder"].run(None, {"x": x})[0]
-    lam_o = sess["sparsity"].run(None, {"x": x})[0]
-    diffs = {"encoder": float(np.abs(pi_o - pi_t.numpy()).max()),
-             "sparsity": float(np.abs(lam_o - lam_t.numpy()).max())}
-    L_t, counts_t = torch_codes.deterministic_code(pi_t, lam_t, manifest.L0)
-    L_o, counts_o = np_codes.deterministic_code(pi_o, lam_o, manifest.L0)
+    diffs = {"encoder": float(np.abs(pi_o - pi_t.numpy()).max())}
+    if manifest.gate == "shared":
+        lam_t = coder.lambda_logits(xs)
+        lam_o = sess["sparsity"].run(None, {"x": x})[0]
+        diffs["sparsity"] = float(np.abs(lam_o - lam_t.numpy()).max())
+        L_t, counts_t = torch_codes.deterministic_code(pi_t, lam_t, manifest.L0)
+        L_o, counts_o = np_codes.deterministic_code(pi_o, lam_o, manifest.L0)
+    else:
+        counts_t = torch_codes.slot_counts(torch_codes.slot_mode(pi_t), manifest.K // manifest.L0)
+        counts_o = manifest.code_space.counts(np_codes.slot_mode(pi_o))
+        L_t, L_o = counts_t.sum(1), counts_o.sum(1)
     if "decoder" in sess:
         z = counts_t.float()
         ref = DecoderGraph(cast(Reconstructs, coder))(z).numpy()

@@ -10,6 +10,7 @@ docs/training.md); that mode is kept for the paper's recipe and measured beside 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from model import registry
 from model.family import Batch, SparseModel
 from training.config import RunConfig, TrainConfig, saved_config
 from training.evaluate import evaluate
-from training.loop import Loop, LoopConfig, RunHooks, Schedule, read_checkpoint, run
+from training.loop import Loop, LoopConfig, RunHooks, Schedule, read_checkpoint, run, save_checkpoint
 from training.loop import resume as resume_from
 from training.tasks import Task, standardized, targets
 from training.temperatures import Temperatures
@@ -47,6 +48,11 @@ def loop_config(tc: TrainConfig) -> LoopConfig:
                       order=tc.order, drop_last=True, seed=tc.seed)
 
 
+def kl_weight(warmup: int, step: int) -> float:
+    """beta at step (0-based): (step + 1) / warmup during a KL warm-up, then 1."""
+    return 1.0 if warmup == 0 else min(1.0, (step + 1) / warmup)
+
+
 def load_checkpoint(path: Path) -> tuple[RunConfig, SparseModel, Temperatures, dict[str, Any]]:
     """Rebuild the model from the checkpoint alone (its config travels inside)."""
     ck = read_checkpoint(path)
@@ -71,7 +77,8 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
 
     def step_loss(idx: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         return model.loss(Batch(x_train[idx], None if y_train is None else y_train[idx],
-                                temps.value("tau", step), temps.value("tau_z", step), tc.estimator))
+                                temps.value("tau", step), temps.value("tau_z", step), tc.estimator,
+                                kl_weight(tc.kl_warmup, step)))
 
     loop = Loop(loop_config(tc), [*model.parameters(), *temps.parameters()], len(x_train), step_loss, [model])
     modules = {"model": model, "temperatures": temps}
@@ -80,13 +87,20 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
         saved = resume_from(ck_path, loop, modules)
         if saved["run_config"]["model"] != cfg.model.model_dump(mode="json"):
             raise ValueError(f"{ck_path} was trained with model {saved['run_config']['model']}, not {cfg.model}")
-    elif not resume and (out_dir / METRICS).exists():
-        (out_dir / METRICS).unlink()
+    else:
+        model.initialise(x_train)
+        if (out_dir / METRICS).exists():
+            (out_dir / METRICS).unlink()
+
+    best: dict[str, Any] = {}  # keep_best: the state with the least validation discrete -ELBO so far
 
     def on_eval(step: int) -> dict[str, Any] | None:
         if not (evaluate_valid and len(task.valid)):
             return None
-        return evaluate(model, task, "valid", temps, step, is_samples=0)
+        ev = evaluate(model, task, "valid", temps, step, is_samples=0)
+        if tc.keep_best and ("score" not in best or ev["discrete_neg_elbo"] < best["score"]):
+            best.update(score=ev["discrete_neg_elbo"], step=step + 1, state=copy.deepcopy(model.state_dict()))
+        return ev
 
     family = registry.family(cfg.model.kind)
     hooks = RunHooks(checkpoint=ck_path, checkpoint_every=tc.checkpoint_every, modules=modules,
@@ -95,5 +109,8 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
                      metrics=out_dir / METRICS, eval_every=tc.eval_every, evaluate=on_eval, record=temps.current,
                      progress=progress, desc=cfg.name)
     run(loop, hooks, stop_after)
+    if best and loop.step == tc.iterations:  # the run is over: the checkpoint holds the best state
+        model.load_state_dict(best["state"])
+        save_checkpoint(ck_path, loop, modules, {**(hooks.extra or {}), "best_step": best["step"]})
     model.eval()
     return model, temps

@@ -16,7 +16,7 @@ def model_info(runtime: ModelRuntime, default: str) -> ModelInfo:
     m = runtime.manifest
     return ModelInfo(name=runtime.name, default=runtime.name == default, version=m.version,
                      fingerprint=m.fingerprint, kind=m.kind, D=m.D, K=m.K, L0=m.L0, per_slot=m.per_slot,
-                     partitions=m.partitions, formats=list(m.formats),
+                     partitions=m.partitions, gate=m.gate, formats=list(m.formats),
                      likelihood=m.likelihood, provider=runtime.provider, labels=m.labels,
                      thresholds=m.thresholds, feature_names=m.feature_names, evaluation=m.evaluation)
 
