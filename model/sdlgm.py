@@ -36,6 +36,7 @@ from model.relax import Mode, kl_bernoulli, kl_categorical, kl_categorical_unifo
 
 Likelihood = Literal["bernoulli", "gaussian"]
 Gate = Literal["shared", "slot"]
+Scale = Literal["feature", "shared", "fixed"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class SDLGMConfig:
     gate: Gate = "shared"
     learned_prior: bool = False  # gate "slot": the per-slot prior over {categories, off} is learned
     gated_kl: bool = False  # gate "shared": q(z_l | w_l = 0) = p(z_l), the KL of off slots is not charged
+    scale: Scale = "feature"  # Gaussian: a learned scale per feature, one learned for all, or fixed at sigma
+    sigma: float = 1.0  # the fixed scale (standardized units) when scale is "fixed"
+    usage_weight: float = 0.0  # weight of KL(batch-mean pi || uniform) in the loss, against codebook collapse
 
     def __post_init__(self) -> None:
         if self.gate == "slot" and (self.K % self.L0 or self.per_slot or self.gated_kl):
@@ -82,8 +86,8 @@ def log_likelihood(
     if likelihood == "bernoulli":
         return -F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1)
     assert log_scale is not None
-    z = (x - out) * torch.exp(-log_scale)
-    return (-0.5 * z**2 - log_scale - 0.5 * math.log(2 * math.pi)).sum(-1)
+    z = (x - out) * torch.exp(-log_scale)  # log_scale (D,) or (1,): per feature or shared
+    return (-0.5 * z**2 - log_scale.expand(x.shape[-1]) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def sample_code_autograd(
@@ -101,9 +105,9 @@ def sample_code_autograd(
 
 class SDLGM(Generative):
     cfg: SDLGMConfig
+    log_scale: torch.Tensor | None  # a parameter (learned scale) or a buffer (fixed), None for Bernoulli data
     x_mean: torch.Tensor
     x_std: torch.Tensor
-    log_scale: nn.Parameter | None
 
     def __init__(self, cfg: SDLGMConfig) -> None:
         super().__init__()
@@ -121,7 +125,12 @@ class SDLGM(Generative):
         self.sparsity = mlp([cfg.D, *cfg.sparsity, 2]) if cfg.gate == "shared" else None
         self.decoder = mlp([cfg.K, *cfg.decoder, cfg.D])
         # Gaussian likelihood: a learned per-feature scale on the standardized data.
-        self.log_scale = nn.Parameter(torch.zeros(cfg.D)) if cfg.likelihood == "gaussian" else None
+        if cfg.likelihood == "gaussian" and cfg.scale == "fixed":
+            self.register_buffer("log_scale", torch.full((cfg.D,), math.log(cfg.sigma)))
+        elif cfg.likelihood == "gaussian":
+            self.log_scale = nn.Parameter(torch.zeros(cfg.D if cfg.scale == "feature" else 1))
+        else:
+            self.log_scale = None
         # Standardization of raw inputs, fitted on the training part; baked into the exported graphs.
         self.register_buffer("x_mean", torch.zeros(cfg.D))
         self.register_buffer("x_std", torch.ones(cfg.D))
@@ -190,7 +199,18 @@ class SDLGM(Generative):
         """-ELBO averaged over the batch ("loss") beside the ELBO terms per row."""
         out = self(batch.x, batch.tau, batch.tau_z, batch.mode)
         loss = -(out["recon"] - batch.beta * (out["kl_gate"] + out["kl_code"])).mean()
+        if self.cfg.usage_weight:
+            loss = loss + self.cfg.usage_weight * self.usage_penalty(batch.x)
         return {"loss": loss, **{k: v for k, v in out.items() if k != "z"}}
+
+    def usage_penalty(self, x: torch.Tensor) -> torch.Tensor:
+        """KL(mean over the batch of pi || uniform), summed over slots for per-slot posteriors: zero when the
+        batch uses every category equally, large when the codebook collapses onto a few."""
+        pi = self.pi_logits(x)
+        probs = torch.softmax(pi, -1)[..., :-1] if self.cfg.gate == "slot" else torch.softmax(pi, -1)
+        usage = probs.mean(0)
+        usage = usage / usage.sum(-1, keepdim=True)
+        return (usage * (usage.clamp_min(1e-12).log() + math.log(usage.shape[-1]))).sum()
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,7 +239,7 @@ class SDLGM(Generative):
         """The Gaussian decoder's learned scale in original units (None for Bernoulli data)."""
         if self.log_scale is None:
             return None
-        return (torch.exp(self.log_scale.detach()) * self.x_std).tolist()
+        return (torch.exp(self.log_scale.detach()).expand(self.cfg.D) * self.x_std).tolist()
 
     def recon_log_likelihood(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         return log_likelihood(x, out, self.cfg.likelihood, self.log_scale)
@@ -288,12 +308,16 @@ class SDLGMOptions(Options):
     gate: Gate = SDLGMConfig.gate
     learned_prior: bool = SDLGMConfig.learned_prior
     gated_kl: bool = SDLGMConfig.gated_kl
+    scale: Scale = SDLGMConfig.scale
+    sigma: float = Field(SDLGMConfig.sigma, gt=0)
+    usage_weight: float = Field(SDLGMConfig.usage_weight, ge=0)
 
     def config(self, shape: DataShape) -> SDLGMConfig:
         return SDLGMConfig(D=shape.D, K=self.K, L0=self.L0, lambda0=self.lambda0, encoder=self.encoder,
                            sparsity=self.sparsity, decoder=self.decoder, likelihood=shape.likelihood,
                            per_slot=self.per_slot, gate=self.gate, learned_prior=self.learned_prior,
-                           gated_kl=self.gated_kl)
+                           gated_kl=self.gated_kl, scale=self.scale, sigma=self.sigma,
+                           usage_weight=self.usage_weight)
 
 
 FAMILY = Family("sdlgm", SDLGM, SDLGMConfig, SDLGMOptions, targets="none", graphs=("encoder", "sparsity", "decoder"))

@@ -1,5 +1,6 @@
-"""The SDLGM options of Table I's study (model/sdlgm.py, model/relax.py, training/trainer.py): the gate in
-the slot with its learned prior, the gated KL, the Gumbel-Rao estimator and the KL warm-up. Each test
+"""The SDLGM options of the Table I and KPI studies (model/sdlgm.py, model/relax.py, training/trainer.py):
+the gate in the slot with its learned prior, the gated KL, the Gumbel-Rao estimator, the KL warm-up, the
+Gaussian scale (per feature, shared or fixed) and the codebook-usage term. Each test
 fails without its option. Seeding: every statistical test seeds torch; tolerances are 5 standard errors."""
 
 from __future__ import annotations
@@ -157,3 +158,42 @@ def test_gate_slot_refuses_a_misfit_config() -> None:
         SDLGMConfig(D=3, K=7, L0=3, gate="slot")
     with pytest.raises(ValueError, match="learned_prior"):
         SDLGMConfig(D=3, K=6, L0=3, learned_prior=True)
+
+
+@pytest.mark.parametrize(("scale", "params"), [("feature", 5), ("shared", 1), ("fixed", 0)])
+def test_the_gaussian_scale_is_learned_per_feature_shared_or_fixed(scale: str, params: int) -> None:
+    torch.manual_seed(0)
+    m = registry.family("sdlgm").build(DataShape(D=5, likelihood="gaussian"), K=6, L0=2, encoder=[8], sparsity=[8],
+                                       decoder=[8], scale=scale, sigma=0.5)
+    m.x_std.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    learned = dict(m.named_parameters()).get("log_scale")
+    assert (0 if learned is None else learned.numel()) == params
+    x = torch.randn(16, 5)
+    out = m(x, mode="hard")
+    expect = 0.5 if scale == "fixed" else 1.0  # a learned scale starts at 1 (log 0)
+    assert m.decoder_scale() == pytest.approx([expect * s for s in (1, 2, 3, 4, 5)])
+    residual = x - m.decoder(out["z"])
+    ll = (-0.5 * (residual / expect) ** 2 - math.log(expect) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    assert torch.allclose(out["recon"], ll, atol=1e-5)
+
+
+def test_the_usage_term_is_zero_for_even_use_and_enters_the_loss() -> None:
+    torch.manual_seed(0)
+    m = registry.family("sdlgm").build(DataShape(D=5), K=4, L0=2, encoder=[8], sparsity=[8], decoder=[8],
+                                       usage_weight=2.0)
+    x = (torch.rand(16, 5) > 0.5).float()
+    with torch.no_grad():
+        last = m.encoder[-1]
+        assert isinstance(last, torch.nn.Linear)
+        last.weight.zero_()
+        last.bias.zero_()  # pi uniform for every row: even use
+        assert float(m.usage_penalty(x)) == pytest.approx(0.0, abs=1e-7)
+        last.bias.copy_(torch.tensor([9.0, 0.0, 0.0, 0.0]))  # every row on category 0: collapse
+        assert float(m.usage_penalty(x)) > 0.9 * math.log(4)
+    without = SDLGM(SDLGMConfig(**{**m.cfg.__dict__, "usage_weight": 0.0}))
+    without.load_state_dict(m.state_dict())
+    torch.manual_seed(1)
+    with_term = m.loss(Batch(x, mode="hard"))
+    torch.manual_seed(1)
+    plain = without.loss(Batch(x, mode="hard"))
+    assert float(with_term["loss"] - plain["loss"]) == pytest.approx(2.0 * float(m.usage_penalty(x)), rel=1e-5)
