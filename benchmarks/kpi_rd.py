@@ -3,6 +3,10 @@ every figure measured in one run on the held-out traces (`make reproduce-kpi`).
 
     python benchmarks/kpi_rd.py            # the full grid: about 30 minutes on 2 shared cores, by load
     python benchmarks/kpi_rd.py --quick --results /tmp/rd --doc /tmp/rd/kpi.md   # tiny grid, seconds
+    python benchmarks/kpi_rd.py --runs runs/kpi   # resumable: rows land in runs/kpi/rows.jsonl as measured
+
+With --runs, every measured row is appended to <runs>/rows.jsonl under a key naming its codec and
+arguments, and a rerun skips the rows already there (delete the file to measure everything again).
 
 Writes <results>/kpi_rd.json: {"meta": facts of the run, "rows": one object per method and setting:
 method, label, role, message, params, bytes_per_vector, entropy_bits_per_vector, nrmse, rmse_per_kpi,
@@ -24,6 +28,7 @@ reconstructed training windows), from the code itself for the sparse codes, and 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -290,45 +295,90 @@ def kpi_major(kpis: Sequence[str], window: int) -> np.ndarray:
     return np.array([t * len(kpis) + k for k in range(len(kpis)) for t in range(window)])
 
 
-def run(plan: Plan, data: Data, runs: Path) -> Measured:
+ROWS_FILE = "rows.jsonl"  # under --runs: every measured row as it lands, so an interrupted run resumes
+
+
+def key_of(make: Callable[[], codecs.Codec]) -> str:
+    """A stable name for a codec's constructor and its arguments (the resume key of its rows)."""
+    if isinstance(make, partial):
+        text = repr((make.func.__qualname__, make.args, sorted(make.keywords.items())))
+    else:
+        text = getattr(make, "__qualname__", repr(make))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def steps(plan: Plan, data: Data, runs: Path, out: Measured) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    """The run as (resume key, measure one row) pairs, the SDLGM search family and the strongest baselines
+    first (what the study is about), the slowest fits last."""
     s = data.split
-    out = Measured()
     order, mc = kpi_major(s.kpis, s.window), load_config(SHARED).model
-    one = [[codecs.RawFloat32], [codecs.Float16],
-           *([partial(codecs.UniformScalar, b)] for b in plan.uniform_bits),
-           *([partial(codecs.Lossless, k, a)] for k in ("deflate", "lzma") for a in (False, True)),
-           *([partial(codecs.PCAQuant, m, b)] for m, b in plan.pca),
-           *([partial(codecs.KMeansVQ, b)] for b in plan.kmeans_bits),
-           *([partial(codecs.ProductQuantizer, M, b, order)] for M, b in plan.pq),
-           *([partial(codecs_faiss.OptimizedPQ, M, order, plan.opq_iterations, plan.faiss_rows)] for M in plan.opq),
-           *([partial(codecs_faiss.LocalSearch, M, plan.faiss_rows)] for M in plan.lsq)]
+
+    def group(makes: Sequence[Callable[[], codecs.Codec]]) -> tuple[str, Callable[[], dict[str, Any]]]:
+        def go() -> dict[str, Any]:  # several candidates: the one with the least validation NRMSE
+            fitted = [timed_fit(make, s.train) for make in makes]
+            scores = [nrmse_valid(c, s) for c, _ in fitted]
+            (codec, seconds), _ = min(zip(fitted, scores, strict=True), key=lambda cs: cs[1])
+            return measure(codec, data, out, seconds, None if len(makes) == 1 else
+                           {c.label(c.params): v for (c, _), v in zip(fitted, scores, strict=True)})
+        return "|".join(key_of(m) for m in makes), go
+
+    def search(M: int) -> tuple[str, Callable[[], dict[str, Any]]]:
+        def go() -> dict[str, Any]:
+            t0 = time.perf_counter()
+            bundle = train_search(data, M, plan.search_iterations, runs, plan.rows)
+            return measure(SearchBundleCodec(bundle, runs), data, out, time.perf_counter() - t0)
+        return f"search M={M} iterations={plan.search_iterations}", go
+
+    def shared(K: int, L0: int, log1p: bool = False) -> tuple[str, Callable[[], dict[str, Any]]]:
+        def go() -> dict[str, Any]:
+            t0 = time.perf_counter()
+            if not log1p:
+                model = train_sdlgm(data, K, L0, plan.iterations, runs)
+                return measure(SDLGMCodec(model, plan.iterations), data, out, time.perf_counter() - t0)
+            transform = Log1pBitrates(s.feature_names, BITRATES)
+            model = train_sdlgm(data, K, L0, plan.iterations, runs, transform)
+            return measure(SDLGMLog1pCodec(model, plan.iterations, transform), data, out, time.perf_counter() - t0)
+        return f"shared K={K} L0={L0} log1p={log1p} iterations={plan.iterations}", go
+
     rq = [[partial(codecs_faiss.ResidualQuantizer, M, b, plan.faiss_rows, encode_beam=e) for b, e in plan.rq_beams]
           for M in plan.rq]
-    learned = [*([partial(codecs_fsq.FSQ, codecs_fsq.levels_for(n), tuple(mc.encoder), tuple(mc.decoder),
-                          plan.fsq_iterations)] for n in plan.fsq),
-               *([partial(codecs.OMPSparse, K, L0, plan.omp_iterations, plan.omp_rows)] for K, L0 in plan.omp),
-               *([partial(codecs.KSparseAE, K, k, tuple(mc.encoder), plan.iterations)] for K, k in plan.ksae)]
-    groups: list[list[Callable[[], codecs.Codec]]] = [*one, *rq, *learned]
-    for group in groups:  # a group of several candidates: the one with the least validation NRMSE
-        fitted = [timed_fit(make, s.train) for make in group]
-        scores = [nrmse_valid(c, s) for c, _ in fitted]
-        (codec, seconds), _ = min(zip(fitted, scores, strict=True), key=lambda cs: cs[1])
-        measure(codec, data, out, seconds, None if len(group) == 1 else
-                {c.label(c.params): v for (c, _), v in zip(fitted, scores, strict=True)})
-    for M in plan.search:
-        t0 = time.perf_counter()
-        bundle = train_search(data, M, plan.search_iterations, runs, plan.rows)
-        measure(SearchBundleCodec(bundle, runs), data, out, time.perf_counter() - t0)
-    for K, L0 in plan.sdlgm:
-        t0 = time.perf_counter()
-        model = train_sdlgm(data, K, L0, plan.iterations, runs)
-        measure(SDLGMCodec(model, plan.iterations), data, out, time.perf_counter() - t0)
-    if plan.log1p:
-        K, L0 = (mc.K, mc.L0) if plan.rows is None else plan.sdlgm[0]
-        t0 = time.perf_counter()
-        transform = Log1pBitrates(s.feature_names, BITRATES)
-        model = train_sdlgm(data, K, L0, plan.iterations, runs, transform)
-        measure(SDLGMLog1pCodec(model, plan.iterations, transform), data, out, time.perf_counter() - t0)
+    one: list[list[Callable[[], codecs.Codec]]] = [
+        [codecs.RawFloat32], [codecs.Float16],
+        *([partial(codecs.ProductQuantizer, M, b, order)] for M, b in plan.pq),
+        *([partial(codecs_faiss.OptimizedPQ, M, order, plan.opq_iterations, plan.faiss_rows)] for M in plan.opq),
+        *([partial(codecs.UniformScalar, b)] for b in plan.uniform_bits),
+        *([partial(codecs.Lossless, k, a)] for k in ("deflate", "lzma") for a in (False, True)),
+        *([partial(codecs.PCAQuant, m, b)] for m, b in plan.pca),
+        *([partial(codecs.KMeansVQ, b)] for b in plan.kmeans_bits)]
+    learned: list[list[Callable[[], codecs.Codec]]] = [
+        *([partial(codecs_fsq.FSQ, codecs_fsq.levels_for(n), tuple(mc.encoder), tuple(mc.decoder),
+                   plan.fsq_iterations)] for n in plan.fsq),
+        *([partial(codecs.OMPSparse, K, L0, plan.omp_iterations, plan.omp_rows)] for K, L0 in plan.omp),
+        *([partial(codecs.KSparseAE, K, k, tuple(mc.encoder), plan.iterations)] for K, k in plan.ksae)]
+    lsq = [[partial(codecs_faiss.LocalSearch, M, plan.faiss_rows)] for M in plan.lsq]
+    log1p = [shared(*((mc.K, mc.L0) if plan.rows is None else plan.sdlgm[0]), log1p=True)] if plan.log1p else []
+    return [*(search(M) for M in plan.search), *(group(g) for g in [*rq, *one, *learned]),
+            *(shared(K, L0) for K, L0 in plan.sdlgm), *log1p, *(group(g) for g in lsq)]
+
+
+def run(plan: Plan, data: Data, runs: Path) -> Measured:
+    """Every step of the plan, skipping those whose rows `runs`/rows.jsonl already holds (a resumed run),
+    then the committed bundle (measured afresh every time: it changes with `make default-model`)."""
+    out = Measured()
+    done: dict[str, dict[str, Any]] = {}
+    cache = runs / ROWS_FILE
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            entry = json.loads(line)
+            done[entry["key"]] = entry["row"]
+    runs.mkdir(parents=True, exist_ok=True)
+    for key, go in steps(plan, data, runs, out):
+        if key in done:
+            out.rows.append(done[key])
+            continue
+        row = go()
+        with cache.open("a") as f:
+            f.write(json.dumps({"key": key, "row": row}) + "\n")
     measure(BundleCodec(BUNDLE, ROOT), data, out)
     return out
 
