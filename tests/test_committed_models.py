@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import open_app, settings_of
 from fastapi.testclient import TestClient
 
 from bundle.manifest import load_manifest
-from conftest import open_app, settings_of
 from training import datasets
 
 REPO = Path(__file__).resolve().parents[1]
