@@ -56,12 +56,13 @@ class CodeSpace:
     def __post_init__(self) -> None:
         if self.partitions not in (1, self.L0) or self.K % self.partitions:
             raise ValueError(f"partitions must be 1 or L0 = {self.L0} and divide K = {self.K}")
-        if self.always_on and not self.partitioned:
-            raise ValueError("only a partitioned code space can have every slot always on")
+        if self.always_on and self.partitions != self.L0:
+            raise ValueError("only a partitioned code space (partitions = L0) can have every slot always on")
 
     @property
     def partitioned(self) -> bool:
-        return self.partitions > 1
+        """Slot m draws from block m only; an always-on code of one slot is a partitioned code of one block."""
+        return self.partitions > 1 or self.always_on
 
     @property
     def alphabet(self) -> int:

@@ -46,7 +46,7 @@ def make_bundle(config: str, run: Path, out: Path, iterations: int = 60) -> Path
 
     assert main(["train", "--config", str(REPO / config), "--out", str(run), "--set",
                  f"train.iterations={iterations}", "--set", f"train.eval_every={iterations}", "--no-progress"]) == 0
-    assert main(["export", "--run", str(run), "--out", str(out)]) == 0
+    assert main(["export", "--run", str(run), "--out", str(out), "--name", out.name]) == 0  # named as served
     return out
 
 

@@ -232,25 +232,40 @@ def test_choose_threshold_against_loops_on_the_standardized_validation_rows(seed
 # --- bundle_evaluation --------------------------------------------------------------------------------
 
 
-def test_bundle_evaluation_against_onnxruntime_and_the_code_format_by_hand() -> None:
+def test_bundle_evaluation_against_onnxruntime_and_the_code_formats_by_hand() -> None:
     m = load_manifest(BUNDLE)
-    assert m.standardization is not None and m.K <= 256  # one byte per index
+    assert m.standardization is not None
     sessions = {r: ort.InferenceSession(str(BUNDLE / g.file), providers=["CPUExecutionProvider"])
                 for r, g in m.graphs.present().items()}
     mean, std = np.asarray(m.standardization.mean), np.asarray(m.standardization.std)
     x64 = mean + np.random.default_rng(0).normal(size=(50, m.D)) * std  # float64 rows, as a caller may pass
     x = x64.astype(np.float32)  # what the graphs take
-    pi, lam = sessions["encoder"].run(None, {"x": x})[0], sessions["sparsity"].run(None, {"x": x})[0]
-    L_hat, counts = codes.deterministic_code(pi, lam, m.L0)
+    pi = sessions["encoder"].run(None, {"x": x})[0]
+    if m.gate == "shared":
+        L_hat, counts = codes.deterministic_code(pi, sessions["sparsity"].run(None, {"x": x})[0], m.L0)
+    else:  # each slot's most likely symbol, by hand
+        counts = np.zeros((50, m.K), dtype=np.int64)
+        block = m.K // m.L0
+        for i, s in itertools.product(range(50), range(m.L0)):
+            j = int(np.argmax(pi[i, s]))
+            if j < block:
+                counts[i, s * block + j] = 1
+        L_hat = counts.sum(1)
     recon = sessions["decoder"].run(None, {"z": counts.astype(np.float32)})[0].astype(np.float64)
     sq = (recon - x) ** 2
     nnz = (counts > 0).sum(1)
-    code_bytes = 2 + 2 * nnz  # version, count, then an index byte and a count byte per non-zero
+    width = 1 if m.K <= 256 else 2
+    v1 = 2 + (width + 1) * nnz  # version, count, then an index and a count byte per non-zero
+    enum = math.ceil(math.ceil(math.log2(m.code_space.size)) / 8)
     kpis = ("RSRP", "RSRQ", "SNR", "CQI", "RSSI", "DL_bitrate", "UL_bitrate", "Speed")
     got = bundle_evaluation(BUNDLE, x64, kpis)
-    assert_figures(got, {
-        "rows": 50, "mean_L_hat": L_hat.mean(), "mean_nnz": nnz.mean(), "mean_code_bytes": code_bytes.mean(),
-        "raw_float32_bytes": 4 * m.D, "compression_ratio": 4 * m.D / code_bytes.mean(),
+    sizes = got["bytes_per_format"]
+    assert sizes["v1"] == v1.mean() and sizes["enum"] == enum
+    assert set(sizes) == set(m.formats) and round(sizes.get("range", 0) * 50) % 4 == 0  # whole 32-bit words
+    assert_figures({k: v for k, v in got.items() if k not in ("bytes_per_format", "entropy_bits")}, {
+        "rows": 50, "mean_L_hat": L_hat.mean(), "mean_nnz": nnz.mean(), "mean_code_bytes": v1.mean(),
+        "code_bits": math.log2(m.code_space.size), "raw_float32_bytes": 4 * m.D,
+        "compression_ratio": 4 * m.D / min(sizes.values()),
         "rmse": math.sqrt(sq.mean()), "nrmse": math.sqrt((sq / std**2).mean()),
         "rmse_per_kpi": rmse_per_kpi_loops(sq, kpis)}, rel=1e-9)  # errors summed in float64
     assert set(bundle_evaluation(BUNDLE, x[:3])) == set(got) - {"rmse_per_kpi"}

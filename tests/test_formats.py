@@ -16,7 +16,7 @@ from bundle.codes import CodeFormatError
 from bundle.formats import FORMATS, CodeSpace, EntropyModel, pack, unpack
 
 SMALL = [CodeSpace(K=5, L0=3), CodeSpace(K=6, L0=3, partitions=3), CodeSpace(K=2, L0=1),
-         CodeSpace(K=6, L0=3, partitions=3, always_on=True)]
+         CodeSpace(K=6, L0=3, partitions=3, always_on=True), CodeSpace(K=5, L0=1, always_on=True)]
 LARGE = [CodeSpace(K=64, L0=4), CodeSpace(K=200, L0=40), CodeSpace(K=1024, L0=4, partitions=4),
          CodeSpace(K=300, L0=3), CodeSpace(K=1024, L0=4, partitions=4, always_on=True),
          CodeSpace(K=4096, L0=16, partitions=16, always_on=True), CodeSpace(K=200, L0=40, partitions=40)]
@@ -105,6 +105,8 @@ def test_enum_bytes_are_the_information_of_the_space_rounded_up() -> None:
     assert CodeSpace(K=1024, L0=4, partitions=4, always_on=True).size == 256**4
     assert CodeSpace(K=1024, L0=4, partitions=4, always_on=True).enum_bytes == 4
     assert CodeSpace(K=4096, L0=16, partitions=16, always_on=True).enum_bytes == 16
+    assert CodeSpace(K=256, L0=1, always_on=True).size == 256  # one slot: a plain 8-bit quantizer index
+    assert CodeSpace(K=256, L0=1, always_on=True).enum_bytes == 1
 
 
 def test_a_range_coded_stream_costs_about_its_information() -> None:
@@ -178,7 +180,7 @@ def test_validate_refuses_codes_of_another_shape_or_sum() -> None:
 
 def test_only_a_partitioned_space_can_keep_every_slot_on() -> None:
     with pytest.raises(ValueError, match="always on"):
-        CodeSpace(K=4, L0=2, always_on=True)
+        CodeSpace(K=4, L0=2, partitions=1, always_on=True)
     on = CodeSpace(K=6, L0=3, partitions=3, always_on=True)
     assert on.alphabet == 2 and on.size == 8  # no "off" symbol: 2 categories per slot, 3 slots
     assert np.array_equal(on.symbols(np.array([[0, 1, 1, 0, 0, 1]])), [[1, 0, 1]])

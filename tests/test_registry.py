@@ -27,6 +27,8 @@ TINY: dict[str, tuple[dict[str, Any], DataShape]] = {
     "sdlgm-gen": ({"L0": 3, "encoder": [8], "sparsity": [4], "decoder": [8]}, DataShape(D, K=K)),
     "sdlgm-con": ({"L0": 3, "Kz": 4, "L0z": 2, "encoder": [8], "decoder": [8]}, DataShape(D, K=K)),
     "count": ({"width": 4, "hidden": 8}, DataShape(SIDE * SIDE * 2, K=10)),
+    "sdlgm-search": ({"M": 2, "C": 4, "decoder": [8], "beam": 4, "train_beam": 4, "init_rows": 0},
+                     DataShape(D, "gaussian")),
 }
 
 
@@ -145,7 +147,9 @@ def test_a_config_saved_in_the_flat_form_loads_and_a_stray_setting_does_not() ->
                       "decoder": [128, 256], "per_slot": False, "n_vars": 20, "n_classes": 10}}
     cfg = saved_config(flat)
     assert cfg.model.model_dump() == {"kind": "sdlgm", "K": 64, "L0": 4, "lambda0": 0.5, "encoder": (256, 128),
-                                      "sparsity": (64,), "decoder": (128, 256), "per_slot": False}
+                                      "sparsity": (64,), "decoder": (128, 256), "per_slot": False,
+                                      "gate": "shared", "learned_prior": False, "gated_kl": False,
+                                      "scale": "feature", "sigma": 1.0, "usage_weight": 0.0}
     assert cfg.data.model_dump() == {"kind": "kpi5g", "dir": None, "kpis": None, "window": 10, "stride": 2}
     with pytest.raises(ValidationError, match="n_vars"):  # a GS-VAE setting that is not the old default
         saved_config({**flat, "model": {**flat["model"], "n_vars": 7}})

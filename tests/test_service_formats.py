@@ -22,7 +22,8 @@ from service.settings import Settings
 
 @pytest.fixture(scope="module")
 def client(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """The session's bundles, plus `kpi5g-range`: kpi5g with an entropy model (so the range format)."""
+    """The session's bundles (export fits kpi5g's entropy model on its training codes), plus `kpi5g-range`:
+    kpi5g with another entropy model, and `kpi5g-plain`: kpi5g without one (so no range format)."""
     root = tmp_path_factory.mktemp("formats")
     shutil.copytree(models_dir, root, dirs_exist_ok=True)
     src = load_manifest(root / "kpi5g")
@@ -36,6 +37,10 @@ def client(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     table = EntropyModel.fit(src.code_space, train).probabilities.tolist()
     write_manifest(ranged, src.model_copy(update={"name": "kpi5g-range", "entropy_model": table,
                                                   "fingerprint": fingerprint_of(src.graphs, table)}))
+    plain = root / "kpi5g-plain"
+    shutil.copytree(root / "kpi5g", plain)
+    write_manifest(plain, src.model_copy(update={"name": "kpi5g-plain", "entropy_model": None,
+                                                 "fingerprint": fingerprint_of(src.graphs, None)}))
     with TestClient(create_app(Settings(models_dir=root, provider="cpu"))) as c:
         yield c
 
@@ -46,11 +51,11 @@ def vectors(manifest_path: Path, n: int) -> list[list[float]]:
     return (np.asarray(st["mean"]) + rng.normal(size=(n, len(st["mean"]))) * np.asarray(st["std"])).tolist()
 
 
-@pytest.mark.parametrize("model", ["kpi5g", "kpi5g-range"])
+@pytest.mark.parametrize("model", ["kpi5g", "kpi5g-range", "kpi5g-plain"])
 def test_every_format_round_trips_to_the_same_reconstruction(client: TestClient, models_dir: Path,
                                                                model: str) -> None:
     info = client.get(f"/v1/models/{model}").json()
-    assert info["formats"] == (["v1", "enum", "range"] if model == "kpi5g-range" else ["v1", "enum"])
+    assert info["formats"] == (["v1", "enum"] if model == "kpi5g-plain" else ["v1", "enum", "range"])
     x = vectors(models_dir / "kpi5g" / MANIFEST_FILE, 16)
     recon = {}
     for fmt in info["formats"]:
@@ -74,12 +79,13 @@ def test_every_format_round_trips_to_the_same_reconstruction(client: TestClient,
 
 
 def test_a_format_the_model_lacks_is_a_422(client: TestClient) -> None:
-    r = client.post("/encode", json={"vector": [0.0] * 80, "format": "range"})
+    r = client.post("/encode?model=kpi5g-plain", json={"vector": [0.0] * 80, "format": "range"})
     assert r.status_code == 422
     assert r.json()["kind"] == "unsupported"
     assert "serves v1, enum" in r.json()["error"]
-    fp = client.get("/v1/models/kpi5g").json()["fingerprint"]
-    r = client.post("/decode", json={"fingerprint": fp, "format": "range", "codes": [{"binary": "AAAAAA=="}]})
+    fp = client.get("/v1/models/kpi5g-plain").json()["fingerprint"]
+    r = client.post("/decode?model=kpi5g-plain", json={"fingerprint": fp, "format": "range",
+                                                       "codes": [{"binary": "AAAAAA=="}]})
     assert (r.status_code, r.json()["kind"]) == (422, "unsupported")
 
 

@@ -39,7 +39,7 @@ def mixed_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     dec.write_bytes(dec.read_bytes()[:1000])
     raw = json.loads((bundle / "manifest.json").read_text())
     raw["graphs"]["decoder"]["sha256"] = sha256_file(dec)
-    raw["fingerprint"] = fingerprint_of(Graphs.model_validate(raw["graphs"]))
+    raw["fingerprint"] = fingerprint_of(Graphs.model_validate(raw["graphs"]), raw.get("entropy_model"))
     (bundle / "manifest.json").write_text(json.dumps(raw))
     return root
 
