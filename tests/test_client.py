@@ -77,14 +77,15 @@ def test_service_errors_become_exceptions_with_status_and_kind(default_server: S
             sdlgm.encode([1.0, 2.0])
         with pytest.raises(ServiceError) as unknown:
             sdlgm.encode(WINDOW, model="nosuchmodel")
-        with pytest.raises(ServiceError) as unsupported:
-            sdlgm.encode(WINDOW, format="range")
+        with pytest.raises(ServiceError) as no_format:
+            sdlgm.encode(WINDOW, format="v9")
         with pytest.raises(ValueError, match="shape"):
             sdlgm.encode(np.zeros((2, 2, 80)))
     assert (short.value.status, short.value.kind) == (400, "invalid_input")
     assert short.value.message == "binary body of 8 bytes is not whole rows of D = 80 float32 values (320 bytes a row)"
     assert (unknown.value.status, unknown.value.kind) == (404, "unknown_model")
-    assert (unsupported.value.status, unsupported.value.kind) == (422, "unsupported")
+    assert (no_format.value.status, no_format.value.kind) == (400, "invalid_input")
+    assert "format" in no_format.value.message
 
 
 def test_codes_of_another_model_raise_fingerprint_mismatch(
