@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve test lint mutation serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock docker-smoke clean
+.PHONY: help venv venv-serve test lint mutation serve bench default-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ kpi-report: venv ## rebuild docs/kpi.md and its plot from docs/results/kpi_rd.js
 
 lock: venv ## re-pin the images' packages: docker/serve.lock and docker/gpu.lock from pyproject's extras
 	$(PY) docker/lock.py
+
+k8s: venv ## render deploy/k8s with the pinned kustomize and validate every object offline (tests/test_k8s.py)
+	$(VENV)/bin/pytest -q tests/test_k8s.py
 
 docker-smoke: ## build the image and bring the compose stack up for real (installs Docker from Debian if missing)
 	bash .ci/docker_smoke.sh
