@@ -115,6 +115,22 @@ def test_rows_to_sparse_equals_to_sparse_per_row_including_empty_rows() -> None:
     assert got[2][0].size == 0 and got[6][0].size == 0 and sum(c.size for _, c in got) == int((counts > 0).sum())
 
 
+@pytest.mark.parametrize("K", [10, 256, 257, 70_000])
+def test_pack_rows_gives_the_bytes_of_pack_per_row_even_for_counts_no_code_has(K: int) -> None:
+    rng = np.random.default_rng(K)
+    counts = rng.integers(0, 3, size=(9, K)) * (rng.random((9, K)) < 6 / K)
+    counts[0] = 0  # an empty code first
+    counts[4, [1, 5, K - 1]] = [300, -1, 7]  # counts that wrap in their byte, as pack's "<u1" wraps them
+    data, offsets = codes.pack_rows(counts, K)
+    blobs = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    assert blobs == [codes.pack(*codes.to_sparse(row), K) for row in counts]
+    assert offsets[0] == 0 and offsets[-1] == len(data)
+    empty, none = codes.pack_rows(np.zeros((0, K), dtype=np.int64), K)
+    assert (empty, none.tolist()) == (b"", [0])
+    with pytest.raises(ValueError, match="at most 255 non-zeros"):
+        codes.pack_rows(np.ones((1, 300), dtype=np.int64), 300)
+
+
 def test_gates_are_computed_in_float64_from_float32_logits() -> None:
     lg = np.array([[np.float32(1e-8), 1.0], [0.0, 20.0], [3.5, -2.25]], dtype=np.float32)
     d = lg[:, 1].astype(np.float64) - lg[:, 0].astype(np.float64)
