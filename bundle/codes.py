@@ -183,13 +183,6 @@ def sparse_rows(counts: IntArray) -> tuple[IntArray, IntArray, IntArray]:
     return idx.astype(np.int64, copy=False), c[rows, idx].astype(np.int64, copy=False), offsets
 
 
-def rows_to_sparse(counts: IntArray) -> list[tuple[IntArray, IntArray]]:
-    """to_sparse of every row of counts (B, K), from one pass over the batch."""
-    idx, cnt, offsets = sparse_rows(counts)
-    ends = offsets[1:-1]
-    return list(zip(np.split(idx, ends), np.split(cnt, ends), strict=True))
-
-
 def pack_rows(counts: IntArray, K: int) -> tuple[bytes, IntArray]:
     """Every row of counts (B, K) in format 1, one code after another, without a loop over the rows: (the
     bytes, the (B + 1,) offsets of the codes in them). Code i is the bytes of pack(*to_sparse(counts[i]), K)."""
