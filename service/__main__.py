@@ -1,15 +1,12 @@
 """`python -m service`: read the settings (SDLGM_* environment variables), fail fast on bad ones, and
 serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT, in this process or, with SDLGM_WORKERS=N > 1, in N
-worker processes sharing the socket, their Prometheus metrics merged through a fresh directory
-(PROMETHEUS_MULTIPROC_DIR, removed on exit)."""
+worker processes sharing the socket (service.workers)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import uvicorn
@@ -17,8 +14,8 @@ from pydantic import ValidationError
 
 from bundle.runtime import ProviderError, choose_providers
 from service.app import configure_logging, create_app
-from service.metrics import MULTIPROC_ENV
 from service.settings import Settings, describe_error
+from service.workers import serve_workers
 
 log = logging.getLogger("sdlgm.service")
 
@@ -41,11 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.workers == 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
         return 0
-    with tempfile.TemporaryDirectory(prefix="sdlgm-metrics-") as metrics_dir:
-        os.environ[MULTIPROC_ENV] = metrics_dir  # read by prometheus_client as each worker imports it
-        log.info("%d worker processes, metrics merged in %s", settings.workers, metrics_dir)
-        uvicorn.run("service.app:worker_app", factory=True, workers=settings.workers, host=settings.host,
-                    port=settings.port, log_level=settings.log_level)
+    serve_workers(settings)
     return 0
 
 
