@@ -1,7 +1,8 @@
 """The FastAPI app: `create_app(settings)` assembles routes, middlewares and error handlers, and loads
 the models and starts the batchers (service.batching) in its lifespan (not at import); `worker_app` is
-what each worker process of `python -m service` serves when there are several. Docs at /docs (Swagger UI) and /redoc are served from files
-installed with fastapi-offline, so they work on a node that cannot reach a CDN.
+what each worker process serves when there are several (service.workers). Docs at /docs (Swagger UI)
+and /redoc are served from files installed with fastapi-offline, so they work on a node that cannot
+reach a CDN.
 """
 
 from __future__ import annotations
