@@ -173,12 +173,38 @@ def to_sparse(counts_row: IntArray) -> tuple[IntArray, IntArray]:
     return idx, counts_row[idx].astype(np.int64, copy=False)
 
 
-def rows_to_sparse(counts: IntArray) -> list[tuple[IntArray, IntArray]]:
-    """to_sparse of every row of counts (B, K), from one pass over the batch."""
-    rows, idx = np.nonzero(counts)  # row-major: each row's indices come out increasing
-    cnt = counts[rows, idx].astype(np.int64, copy=False)
-    ends = np.cumsum(np.bincount(rows, minlength=len(counts)))[:-1]
-    return list(zip(np.split(idx.astype(np.int64, copy=False), ends), np.split(cnt, ends), strict=True))
+def sparse_rows(counts: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Every row of counts (B, K) as sparse codes from one pass: the indices and counts of all rows one after
+    another (each row's increasing), and the (B + 1,) offsets of the rows in them."""
+    c = np.asarray(counts)
+    rows, idx = np.nonzero(c)  # row-major: each row's indices come out increasing
+    offsets = np.zeros(len(c) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(c)), out=offsets[1:])
+    return idx.astype(np.int64, copy=False), c[rows, idx].astype(np.int64, copy=False), offsets
+
+
+def pack_rows(counts: IntArray, K: int) -> tuple[bytes, IntArray]:
+    """Every row of counts (B, K) in format 1, one code after another, without a loop over the rows: (the
+    bytes, the (B + 1,) offsets of the codes in them). Code i is the bytes of pack(*to_sparse(counts[i]), K)."""
+    idx, cnt, first = sparse_rows(counts)
+    n = np.diff(first)  # (B,) non-zeros per code
+    if len(n) and n.max() > 255:
+        raise ValueError(f"a code of format {FORMAT_VERSION} has at most 255 non-zeros, not {int(n.max())}")
+    w = index_width(K)
+    offsets = np.zeros(len(n) + 1, dtype=np.int64)
+    np.cumsum(2 + n * (w + 1), out=offsets[1:])
+    buf = np.zeros(int(offsets[-1]), dtype=np.uint8)
+    starts = offsets[:-1]
+    buf[starts] = FORMAT_VERSION
+    buf[starts + 1] = n
+    row = np.repeat(np.arange(len(n)), n)  # the code of each non-zero
+    pos = np.arange(len(idx)) - first[row]  # its place in its code
+    at = starts[row] + 2 + w * pos  # where its index goes
+    buf[at] = idx & 0xFF  # little-endian, as "<u1" / "<u2" store it
+    if w == 2:
+        buf[at + 1] = (idx >> 8) & 0xFF
+    buf[starts[row] + 2 + n[row] * w + pos] = cnt  # the counts after the n indices, truncated to a byte as "<u1"
+    return buf.tobytes(), offsets
 
 
 def to_dense(indices: IntArray, counts: IntArray, K: int) -> FloatArray:

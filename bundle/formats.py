@@ -92,7 +92,7 @@ class CodeSpace:
         if (c < 0).any() or (c.sum(1) > self.L0).any():
             raise CodeFormatError(f"counts must be non-negative and sum to at most L0 = {self.L0}")
         if self.partitioned:
-            blocks = c.reshape(len(c), self.partitions, -1)
+            blocks = c.reshape(len(c), self.partitions, self.K // self.partitions)
             if (blocks.sum(2) > 1).any():
                 raise CodeFormatError("a partitioned code holds at most one count per block")
             if self.always_on and (blocks.sum(2) != 1).any():
@@ -105,7 +105,7 @@ class CodeSpace:
         c = np.asarray(counts, dtype=np.int64)
         off = self.alphabet - 1
         if self.partitioned:
-            blocks = c.reshape(len(c), self.partitions, -1)  # (B, M, K / M)
+            blocks = c.reshape(len(c), self.partitions, self.K // self.partitions)  # (B, M, K / M)
             return blocks.argmax(2) if self.always_on else np.where(blocks.sum(2) > 0, blocks.argmax(2), off)
         # the multiset sorted ascending, padded with "off" (the largest symbol) to L0 entries
         out = np.full((len(c), self.L0), off, dtype=np.int64)
@@ -141,11 +141,37 @@ class CodeSpace:
         """Each code's index in [0, N): mixed radix over the blocks (partitioned), or the combinatorial
         number system over the sorted symbols (shared: b_i = s_i + i, rank = sum_i C(b_i, i + 1))."""
         s = self.symbols(counts)
+        if self.enum_bytes <= 8:  # every rank fits in 64 bits: summed in numpy, no loop over the codes
+            return list(self._ranks64(s).tolist())
         if self.partitioned:
             base = self.alphabet
             return [sum(int(v) * base**m for m, v in enumerate(row)) for row in s]
         b = s + np.arange(self.L0)
         return [sum(math.comb(int(v), i + 1) for i, v in enumerate(row)) for row in b]
+
+    @cached_property
+    def _terms64(self) -> npt.NDArray[np.uint64]:
+        """The rank's terms by slot, when N <= 2^64: base^m (partitioned, (L0,)), or C(b, i + 1) for every
+        b in [0, K + L0) and slot i (shared, (K + L0, L0)); each term is at most a rank, so below 2^64."""
+        if self.partitioned:
+            return np.array([self.alphabet**m for m in range(self.L0)], dtype=np.uint64)
+        return np.array([[math.comb(b, i + 1) for i in range(self.L0)] for b in range(self.K + self.L0)],
+                        dtype=np.uint64)
+
+    def _ranks64(self, symbols: IntArray) -> npt.NDArray[np.uint64]:
+        """rank of (B, L0) slot symbols as uint64 (the space's N <= 2^64; the sums never pass N - 1)."""
+        if self.partitioned:
+            return np.asarray((symbols.astype(np.uint64) * self._terms64).sum(axis=1, dtype=np.uint64))
+        b = symbols + np.arange(self.L0)
+        return np.asarray(self._terms64[b, np.arange(self.L0)].sum(axis=1, dtype=np.uint64))
+
+    def enum_records(self, counts: IntArray) -> bytes:
+        """The enum codes of every row of counts (B, K), one after another (B * enum_bytes bytes)."""
+        n = self.enum_bytes
+        if n <= 8:
+            ranks = self._ranks64(self.symbols(counts)).astype("<u8")
+            return ranks.view(np.uint8).reshape(len(ranks), 8)[:, :n].tobytes()  # the low n bytes, little-endian
+        return b"".join(r.to_bytes(n, "little") for r in self.rank(counts))
 
     def unrank(self, ranks: Sequence[int]) -> IntArray:
         """Inverse of rank; a rank outside [0, N) is a CodeFormatError."""
@@ -219,18 +245,31 @@ class EntropyModel:
         return space.counts(s)
 
 
-def pack(fmt: Format, counts: IntArray, space: CodeSpace, entropy: EntropyModel | None,
-         sparse: Sequence[tuple[IntArray, IntArray]] | None = None) -> list[bytes]:
-    """One message per row of counts (B, K) in the format; `sparse`, the rows' (indices, counts) when the
-    caller has them already (codes.rows_to_sparse), spares v1 a second pass."""
+def pack_stream(fmt: Format, counts: IntArray, space: CodeSpace,
+                entropy: EntropyModel | None) -> tuple[bytes, IntArray]:
+    """One message per row of counts (B, K) in the format, one after another: (the bytes, the (B + 1,)
+    offsets of the messages in them). v1 and enum are built for the whole batch at once; range codes each
+    row as its own message."""
     c = np.asarray(counts, dtype=np.int64)
     if fmt == "v1":
-        rows = codes.rows_to_sparse(c) if sparse is None else sparse
-        return [codes.pack(idx, cnt, space.K) for idx, cnt in rows]
+        return codes.pack_rows(c, space.K)
     if fmt == "enum":
-        n = space.enum_bytes
-        return [r.to_bytes(n, "little") for r in space.rank(c)]
-    return [_require(entropy).encode(space, row[None]) for row in c]
+        return space.enum_records(c), np.arange(len(c) + 1, dtype=np.int64) * space.enum_bytes
+    blobs = [_require(entropy).encode(space, row[None]) for row in c]
+    offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)), out=offsets[1:])
+    return b"".join(blobs), offsets
+
+
+def split_stream(data: bytes, offsets: IntArray) -> list[bytes]:
+    """The messages of pack_stream, each its own bytes."""
+    bounds = offsets.tolist()
+    return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def pack(fmt: Format, counts: IntArray, space: CodeSpace, entropy: EntropyModel | None) -> list[bytes]:
+    """One message per row of counts (B, K) in the format."""
+    return split_stream(*pack_stream(fmt, counts, space, entropy))
 
 
 def unpack(fmt: Format, blob: bytes, space: CodeSpace, entropy: EntropyModel | None) -> IntArray:

@@ -1,5 +1,6 @@
 """`python -m service`: read the settings (SDLGM_* environment variables), fail fast on bad ones, and
-serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT."""
+serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT, in this process or, with SDLGM_WORKERS=N > 1, in N
+worker processes sharing the socket (service.workers)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from bundle.runtime import ProviderError, choose_providers
-from service.app import create_app
+from service.app import configure_logging, create_app
 from service.settings import Settings, describe_error
+from service.workers import serve_workers
 
 log = logging.getLogger("sdlgm.service")
 
@@ -26,15 +28,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         sys.stderr.write(describe_error(exc) + "\n")
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     if settings.provider == "cuda" and not settings.allow_cpu_fallback:
         try:
             choose_providers(settings.provider, settings.allow_cpu_fallback)
         except ProviderError as exc:
             log.critical("%s", exc)
             return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+        return 0
+    serve_workers(settings)
     return 0
 
 

@@ -1,11 +1,14 @@
 """The FastAPI app: `create_app(settings)` assembles routes, middlewares and error handlers, and loads
-the models in its lifespan (not at import). Docs at /docs (Swagger UI) and /redoc are served from files
-installed with fastapi-offline, so they work on a node that cannot reach a CDN.
+the models and starts the batchers (service.batching) in its lifespan (not at import); `worker_app` is
+what each worker process serves when there are several (service.workers). Docs at /docs (Swagger UI)
+and /redoc are served from files installed with fastapi-offline, so they work on a node that cannot
+reach a CDN.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +17,8 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from bundle import __version__
+from service.admission import Capacity, ShedGuard
+from service.batching import Scheduler
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import MetricsMiddleware, RequestGuard
@@ -34,6 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for these settings (read from SDLGM_* environment variables when None)."""
     settings = settings or Settings()
     metrics = Metrics()
+    capacity = Capacity(settings.queue_max_vectors, metrics)
+    scheduler = Scheduler(settings, metrics, capacity)
 
     def observe(model: str, graph: str, seconds: float) -> None:
         metrics.inference.labels(model=model, graph=graph).observe(seconds)
@@ -47,18 +54,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = registry
         for reason in registry.not_ready():
             log.warning("not ready: %s", reason)
-        yield
+        try:
+            async with scheduler.running():
+                yield
+        finally:
+            metrics.process_exits()
 
     app = FastAPIOffline(title="SDLGM service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                          swagger_ui_parameters={"validatorUrl": None})
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.scheduler = scheduler
     app.state.quality = QualitySampler(settings.quality_sample_rate)
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app, metrics)
     app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    # Before the body is read: a request whose vectors do not fit its model's queue is shed here.
+    app.add_middleware(ShedGuard, metrics=metrics, capacity=capacity, max_batch=settings.max_batch,
+                       max_drain_bytes=settings.max_body_bytes)
     # Route templates for the metrics: the app's own routes and, flat, those of the included routers.
     routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # outermost: sees every answer
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of `python -m service` with SDLGM_WORKERS > 1 (uvicorn imports it by
+    name in each worker): the settings from the environment, and the service's log lines set up there."""
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

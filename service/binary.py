@@ -69,12 +69,21 @@ def rows(body: bytes, D: int, max_batch: int) -> F32:
     return x.astype(np.float32, copy=False)
 
 
-def frame(fmt: Format, blobs: list[bytes]) -> bytes:
-    """The codes' records: bare for enum (fixed length), else each after its u16 length."""
+def frame(fmt: Format, data: bytes, offsets: IntArray) -> bytes:
+    """The records of the messages of formats.pack_stream (data, (B + 1,) offsets): bare for enum (fixed
+    length), else each after its u16 length, placed with numpy rather than a loop over the codes."""
     if fmt == "enum":
-        return b"".join(blobs)
-    lengths = np.fromiter(map(len, blobs), dtype=LENGTH, count=len(blobs)).tobytes()
-    return b"".join(part for i, blob in enumerate(blobs) for part in (lengths[2 * i:2 * i + 2], blob))
+        return data
+    sizes = np.diff(offsets)
+    if len(sizes) and sizes.max() > np.iinfo(LENGTH).max:
+        raise ValueError(f"a code of {int(sizes.max())} bytes does not fit a u16 record length")
+    out = np.empty(len(data) + LENGTH.itemsize * len(sizes), dtype=np.uint8)
+    heads = offsets[:-1] + LENGTH.itemsize * np.arange(len(sizes))  # where each record's length goes
+    out[heads] = sizes & 0xFF
+    out[heads + 1] = sizes >> 8
+    code = np.repeat(np.arange(len(sizes)), sizes)  # the record of each byte of data
+    out[np.arange(len(data)) + LENGTH.itemsize * (code + 1)] = np.frombuffer(data, dtype=np.uint8)
+    return out.tobytes()
 
 
 def unframe(fmt: Format, body: bytes, space: CodeSpace, max_batch: int) -> list[bytes]:
@@ -115,6 +124,3 @@ def counts_of(fmt: Format, blobs: list[bytes], space: CodeSpace, entropy: Entrop
             raise bad_input(f"codes[{i}] is not a code of this model: {exc}") from exc
     return z
 
-
-def packed(fmt: Format, counts: IntArray, space: CodeSpace, entropy: EntropyModel | None) -> bytes:
-    return frame(fmt, formats.pack(fmt, counts, space, entropy))

@@ -1,4 +1,5 @@
-"""Request dependencies as `Annotated` types: the settings, the metrics, the registry, the chosen model.
+"""Request dependencies as `Annotated` types: the settings, the metrics, the registry, the chosen model,
+and the request's way to run inference (service.batching, with what service.admission holds for it).
 
 The functions are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
 thread hop per dependency per request for what is an attribute lookup.
@@ -14,12 +15,12 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from bundle.runtime import ModelRuntime
-from service.metrics import Metrics
+from service.admission import HOLD_STATE_KEY
+from service.batching import Inference, Scheduler
+from service.metrics import MODEL_STATE_KEY, Metrics
 from service.quality import QualitySampler
 from service.registry import ModelRegistry
 from service.settings import Settings
-
-MODEL_STATE_KEY = "sdlgm_model"
 
 
 async def _settings(request: Request) -> Settings:
@@ -57,3 +58,11 @@ async def _model(request: Request, registry: RegistryDep,
 
 
 ModelDep = Annotated[ModelRuntime, Depends(_model)]
+
+
+async def _inference(request: Request) -> Inference:
+    scheduler: Scheduler = request.app.state.scheduler
+    return Inference(scheduler, request.scope.get("state", {}).get(HOLD_STATE_KEY))
+
+
+InferenceDep = Annotated[Inference, Depends(_inference)]

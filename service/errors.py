@@ -3,8 +3,8 @@
 Body: `{"error": "<what went wrong and what to do>", "kind": "<machine-readable kind>"}`, plus `"detail"`
 (the list of field errors) for malformed requests. Status: 400 malformed input (the Triton/KServe
 convention), 404 unknown model or path, 405, 409 code of another model, 413 body too large, 415 not
-JSON, 422 operation the model cannot do, 503 inference timeout, 500 a bug (logged with its traceback).
-`kind` is also the label of `sdlgm_errors_total`.
+JSON, 422 operation the model cannot do, 503 inference timeout or a full queue (kind `overloaded`, with
+Retry-After), 500 a bug (logged with its traceback). `kind` is also the label of `sdlgm_errors_total`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ MAX_DETAIL = 20  # in "detail": a batch of NaN rows has one error per value
 class ServiceError(Exception):
     """An expected failure with a fixed status, kind and message."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.message = message
+        self.headers = headers
 
 
 def bad_input(message: str) -> ServiceError:
@@ -51,7 +52,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": what} for status, what in [
         (400, "malformed input"), (404, "unknown model"), (409, "codes of another model"),
         (413, "body over SDLGM_MAX_BODY_BYTES"), (415, "body is not JSON"),
-        (422, "the model cannot do this"), (503, "inference over SDLGM_REQUEST_TIMEOUT_S")]
+        (422, "the model cannot do this"),
+        (503, "inference over SDLGM_REQUEST_TIMEOUT_S, or the model's queue is full (SDLGM_QUEUE_MAX_VECTORS; "
+              "kind overloaded, with Retry-After)")]
 }
 
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed"}
@@ -62,10 +65,10 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 
 def error_response(metrics: Metrics, status: int, kind: str, message: str,
-                   detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+                   detail: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     """An error answer in the one shape, counted in sdlgm_errors_total."""
     metrics.errors.labels(kind=kind).inc()
-    return JSONResponse(error_body(kind, message, detail), status_code=status)
+    return JSONResponse(error_body(kind, message, detail), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
@@ -76,7 +79,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return respond(exc.status, exc.kind, exc.message)
+        return error_response(metrics, exc.status, exc.kind, exc.message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

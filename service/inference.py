@@ -1,5 +1,6 @@
 """The glue between request bodies and a ModelRuntime: checks that need the model (dimension, batch size,
-code validity), running inference off the event loop under the request timeout, and building codes.
+code validity), running work off the event loop under the request timeout (service.batching queues
+through it), and building codes.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from service.schemas import CodeIn, CodeOut
 T = TypeVar("T")
 
 
+def timeout_error(timeout_s: float) -> ServiceError:
+    return ServiceError(503, "timeout", f"inference took longer than the request timeout of {timeout_s} s "
+                        "(SDLGM_REQUEST_TIMEOUT_S); retry later or with a smaller batch")
+
+
 async def offload(fn: Callable[[], T], timeout_s: float) -> T:
     """Run fn in a worker thread; past timeout_s answer 503 at once (the thread finishes on its own)."""
     try:
         with anyio.fail_after(timeout_s):
             return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
     except TimeoutError as exc:
-        raise ServiceError(503, "timeout", f"inference took longer than the request timeout of {timeout_s} s "
-                           "(SDLGM_REQUEST_TIMEOUT_S); retry later or with a smaller batch") from exc
+        raise timeout_error(timeout_s) from exc
 
 
 def check_batch(n: int, max_batch: int, what: str) -> None:
@@ -61,14 +66,16 @@ def check_format(fmt: Format, manifest: Manifest) -> None:
 def codes_out(L_hat: codes.IntArray, counts: codes.IntArray, space: CodeSpace, fmt: Format = "v1",
               entropy: EntropyModel | None = None) -> list[CodeOut]:
     """The response codes of a batch: L_hat (B,), counts (B, K), their binary form in `fmt` (checked against
-    the model with check_format). Built without re-validation: every field is derived from the model's output."""
-    sparse = codes.rows_to_sparse(counts)
-    blobs = formats.pack(fmt, counts, space, entropy, sparse)
-    out = []
-    for L, (idx, cnt), blob in zip(L_hat.tolist(), sparse, blobs, strict=True):
-        out.append(CodeOut.model_construct(indices=idx.tolist(), counts=cnt.tolist(), L_hat=L, nnz=len(idx),
-                                           binary=base64.b64encode(blob).decode("ascii"), size_bytes=len(blob)))
-    return out
+    the model with check_format). The sparse rows and the binary codes are built for the whole batch at
+    once; each code is then slices of them. Built without re-validation: every field is derived from the
+    model's output."""
+    idx, cnt, offsets = codes.sparse_rows(counts)
+    data, ends = formats.pack_stream(fmt, counts, space, entropy)
+    indices, values, at, bounds = idx.tolist(), cnt.tolist(), offsets.tolist(), ends.tolist()
+    b64 = base64.b64encode
+    return [CodeOut.model_construct(indices=indices[a:b], counts=values[a:b], L_hat=L, nnz=b - a,
+                                    binary=b64(data[lo:hi]).decode("ascii"), size_bytes=hi - lo)
+            for L, a, b, lo, hi in zip(L_hat.tolist(), at[:-1], at[1:], bounds[:-1], bounds[1:], strict=True)]
 
 
 def _counts(i: int, item: CodeIn, space: CodeSpace, fmt: Format, entropy: EntropyModel | None) -> codes.IntArray:

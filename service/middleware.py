@@ -20,9 +20,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.binary import OCTET_STREAM, media_type
-from service.deps import MODEL_STATE_KEY
 from service.errors import error_response
-from service.metrics import Metrics
+from service.metrics import MODEL_STATE_KEY, Metrics
 
 DRAIN_S = 2.0
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -44,6 +43,18 @@ def refused_media(path: str, media: str) -> str | None:
             return None
         return f"content type {shown!r} is not supported; send JSON (application/json) or {OCTET_STREAM}"
     return f"content type {shown!r} is not supported; send JSON (application/json)"
+
+
+async def drain_body(receive: Receive, max_bytes: int) -> None:
+    """Read and discard the rest of a request body, up to about max_bytes and for at most DRAIN_S, so that a
+    client still sending reads the answer rather than a reset connection; a body already ended costs nothing."""
+    drained = 0
+    with anyio.move_on_after(DRAIN_S):
+        while drained <= max_bytes:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            drained += len(message.get("body", b""))
 
 
 def endpoint_of(routes: list[BaseRoute], scope: Scope) -> str:
@@ -103,15 +114,6 @@ class RequestGuard:
         size = f" of {declared} bytes" if declared else ""
         return f"request body{size} is over the limit of {self.limit} bytes (SDLGM_MAX_BODY_BYTES)"
 
-    async def _drain(self, receive: Receive) -> None:
-        drained = 0
-        with anyio.move_on_after(DRAIN_S):
-            while drained <= self.limit:
-                message = await receive()
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    return
-                drained += len(message.get("body", b""))
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -136,7 +138,7 @@ class RequestGuard:
             size += len(chunks[-1])
             if size > self.limit:
                 if message.get("more_body", False):  # the client is still sending (a finished body needs no drain)
-                    await self._drain(receive)
+                    await drain_body(receive, self.limit)
                 await self._refuse(scope, receive, send, 413, "payload_too_large", self._too_large())
                 return
             if not message.get("more_body", False):

@@ -140,6 +140,7 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: str
+    pid: int = Field(description="the process that answered (one of the workers with SDLGM_WORKERS > 1)")
 
 
 class Readiness(BaseModel):

@@ -29,9 +29,10 @@ def _check_name(name: str) -> str:
 
 class Settings(BaseSettings):
     """Environment variables: SDLGM_MODELS_DIR, SDLGM_DEFAULT_MODEL, SDLGM_MODELS, SDLGM_HOST, SDLGM_PORT,
-    SDLGM_PROVIDER, SDLGM_ALLOW_CPU_FALLBACK, SDLGM_INTRA_OP_THREADS, SDLGM_INTER_OP_THREADS,
-    SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL. An empty variable
-    counts as unset."""
+    SDLGM_WORKERS, SDLGM_PROVIDER, SDLGM_ALLOW_CPU_FALLBACK, SDLGM_INTRA_OP_THREADS, SDLGM_INTER_OP_THREADS,
+    SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_BATCHING, SDLGM_BATCH_MAX_VECTORS,
+    SDLGM_BATCH_MAX_DELAY_MS, SDLGM_QUEUE_MAX_VECTORS, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL. An empty
+    variable counts as unset."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True)
 
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
         "with a manifest.json. A listed bundle that fails to load keeps /readyz at 503.")
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="worker processes; each loads every model with its "
+                         "own onnxruntime threads, batchers and queue cap")
     provider: Literal["cpu", "cuda", "auto"] = Field(
         default="auto", description="onnxruntime execution provider; auto = CUDA when available, else CPU")
     allow_cpu_fallback: bool = Field(default=True, description="serve on CPU when provider=cuda finds no CUDA")
@@ -49,7 +52,16 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(default=1, ge=0, le=256, description="onnxruntime inter-op threads (0: its own)")
     max_batch: int = Field(default=1024, ge=1, le=65536, description="most vectors or codes in one request")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3, description="largest body (413)")
-    request_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0, description="inference time limit (503)")
+    request_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0, description="inference time limit, the "
+                                     "time queued included (503)")
+    batching: bool = Field(default=True, description="coalesce concurrent requests to one model and operation "
+                           "into one onnxruntime run (false: each request runs alone)")
+    batch_max_vectors: int = Field(default=256, ge=1, le=65536, description="most vectors or codes in one "
+                                   "coalesced run (a request over it runs alone, never split)")
+    batch_max_delay_ms: float = Field(default=0.0, ge=0.0, le=1000.0, description="longest a request waits "
+                                      "for others to join its run; 0: none (batches still form while one runs)")
+    queue_max_vectors: int = Field(default=4096, ge=1, le=1 << 24, description="vectors or codes each model may "
+                                   "have queued or running in a worker (503 with Retry-After above)")
     quality_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="share of /encode requests "
                                        "whose codes are decoded again to measure the round trip's error")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -83,6 +95,13 @@ class Settings(BaseSettings):
         names = self.model_names
         if names is not None and self.default_model not in names:
             raise ValueError(f"SDLGM_DEFAULT_MODEL={self.default_model} is not among SDLGM_MODELS={self.models}")
+        return self
+
+    @model_validator(mode="after")
+    def _queue_takes_a_batch(self) -> Settings:
+        if self.queue_max_vectors < self.max_batch:
+            raise ValueError(f"SDLGM_QUEUE_MAX_VECTORS={self.queue_max_vectors} is below SDLGM_MAX_BATCH="
+                             f"{self.max_batch}: a full batch could never be queued")
         return self
 
     @property

@@ -1,5 +1,6 @@
 """What each bundle is as KServe V2 models: `<bundle>-encode`, `<bundle>-decode` (bundles with a decoder)
-and `<bundle>-predict` (supervised bundles), their declared tensors, and the numpy work of each.
+and `<bundle>-predict` (supervised bundles), their declared tensors, and the numpy work of each around
+the operation they run (service.batching).
 
   <bundle>-encode   x FP32 [-1, D] -> indices INT32 [-1, L0] (padded with -1), counts INT32 [-1, L0]
                     (padded with 0), L_hat INT64 [-1], code BYTES [-1] (each code in format v1)
@@ -19,6 +20,7 @@ from bundle import formats
 from bundle.codes import CodeFormatError
 from bundle.formats import CodeSpace
 from bundle.runtime import F32, ModelRuntime
+from service.batching import Output
 from service.binary import counts_of
 from service.errors import ServiceError, bad_input
 from service.kserve import Array, TensorSpec
@@ -29,14 +31,17 @@ Outputs = dict[str, tuple[str, Array]]
 
 @dataclass(frozen=True)
 class V2Model:
-    """One operation of one bundle as a V2 model; `run` is synchronous (run it off the event loop)."""
+    """One operation of one bundle as a V2 model: `prepare` validates a request's inputs into the rows the
+    operation runs on (400 otherwise; on the event loop, before the request joins a batch), and `respond`
+    makes the outputs from the operation's outputs for those rows (service.batching, in a worker thread)."""
 
     name: str
     runtime: ModelRuntime
     operation: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    run: Callable[[dict[str, Array]], Outputs]
+    prepare: Callable[[dict[str, Array]], F32]
+    respond: Callable[[Output], Outputs]
 
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs]
@@ -87,18 +92,22 @@ def check_batch(n: int, max_batch: int) -> None:
         raise bad_input(f"batch of {n} is over the maximum of {max_batch} (SDLGM_MAX_BATCH)")
 
 
-def _encode(runtime: ModelRuntime) -> Callable[[dict[str, Array]], Outputs]:
+def _rows(inputs: dict[str, Array]) -> F32:
+    return np.ascontiguousarray(inputs["x"], dtype=np.float32)
+
+
+def _encode(runtime: ModelRuntime) -> Callable[[Output], Outputs]:
     m = runtime.manifest
 
-    def run(inputs: dict[str, Array]) -> Outputs:
-        L_hat, counts = runtime.encode(np.ascontiguousarray(inputs["x"], dtype=np.float32))
+    def respond(outputs: Output) -> Outputs:
+        L_hat, counts = outputs
         indices, values = padded(counts, m.L0)
         code = np.empty(len(counts), dtype=object)
         code[:] = formats.pack("v1", counts, m.code_space, None)
         return {"indices": ("INT32", indices), "counts": ("INT32", values), "L_hat": ("INT64", L_hat),
                 "code": ("BYTES", code)}
 
-    return run
+    return respond
 
 
 def decode_input(inputs: dict[str, Array], space: CodeSpace) -> F32:
@@ -115,21 +124,18 @@ def decode_input(inputs: dict[str, Array], space: CodeSpace) -> F32:
     return dense(inputs["indices"].astype(np.int64), inputs["counts"].astype(np.int64), space)
 
 
-def _decode(runtime: ModelRuntime) -> Callable[[dict[str, Array]], Outputs]:
-    def run(inputs: dict[str, Array]) -> Outputs:
-        return {"x_hat": ("FP32", runtime.decode(decode_input(inputs, runtime.manifest.code_space)))}
-
-    return run
+def _decoded(outputs: Output) -> Outputs:
+    return {"x_hat": ("FP32", outputs[0])}
 
 
-def _predict(runtime: ModelRuntime, thresholds: list[float]) -> Callable[[dict[str, Array]], Outputs]:
+def _predict(thresholds: list[float]) -> Callable[[Output], Outputs]:
     t = np.asarray(thresholds)
 
-    def run(inputs: dict[str, Array]) -> Outputs:
-        probs, _ = runtime.predict(np.ascontiguousarray(inputs["x"], dtype=np.float32))
+    def respond(outputs: Output) -> Outputs:
+        probs, _ = outputs
         return {"probabilities": ("FP32", probs.astype(np.float32)), "labels": ("BOOL", probs >= t)}
 
-    return run
+    return respond
 
 
 def v2_models(runtime: ModelRuntime) -> dict[str, V2Model]:
@@ -140,14 +146,15 @@ def v2_models(runtime: ModelRuntime) -> dict[str, V2Model]:
     sparse = (TensorSpec("indices", "INT32", (-1, L0)), TensorSpec("counts", "INT32", (-1, L0)))
     code = TensorSpec("code", "BYTES", (-1,))
     out = {"encode": V2Model(f"{runtime.name}-encode", runtime, "encode", (x,),
-                             (*sparse, TensorSpec("L_hat", "INT64", (-1,)), code), _encode(runtime))}
+                             (*sparse, TensorSpec("L_hat", "INT64", (-1,)), code), _rows, _encode(runtime))}
     if runtime.has_decoder:
         out["decode"] = V2Model(f"{runtime.name}-decode", runtime, "decode", (code, *sparse),
-                                (TensorSpec("x_hat", "FP32", (-1, D)),), _decode(runtime))
+                                (TensorSpec("x_hat", "FP32", (-1, D)),),
+                                lambda inputs: decode_input(inputs, m.code_space), _decoded)
     if m.thresholds is not None:
         out["predict"] = V2Model(f"{runtime.name}-predict", runtime, "predict", (x,),
                                  (TensorSpec("probabilities", "FP32", (-1, K)), TensorSpec("labels", "BOOL", (-1, K))),
-                                 _predict(runtime, m.thresholds))
+                                 _rows, _predict(m.thresholds))
     return {v.name: v for v in out.values()}
 
 

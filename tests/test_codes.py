@@ -101,18 +101,35 @@ def test_unpack_rejects_invalid_codes(blob: bytes, message: str) -> None:
         codes.unpack(blob, K=10, L0=8)
 
 
-def test_rows_to_sparse_equals_to_sparse_per_row_including_empty_rows() -> None:
+def test_sparse_rows_equals_to_sparse_per_row_including_empty_rows() -> None:
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 3, size=(7, 9)) * (rng.random((7, 9)) < 0.3)
     counts[2] = 0  # an empty code (L_hat = 0)
     counts[6] = 0  # an empty last row
-    got = codes.rows_to_sparse(counts)
-    assert len(got) == len(counts)
-    for row, (idx, cnt) in zip(counts, got, strict=True):
+    idx, cnt, offsets = codes.sparse_rows(counts)
+    assert idx.dtype == cnt.dtype == offsets.dtype == np.int64
+    assert offsets[0] == 0 and offsets[-1] == len(idx) == len(cnt) == int((counts > 0).sum())
+    for i, row in enumerate(counts):
         want_idx, want_cnt = codes.to_sparse(row)
-        assert idx.dtype == cnt.dtype == np.int64
-        assert idx.tolist() == want_idx.tolist() and cnt.tolist() == want_cnt.tolist()
-    assert got[2][0].size == 0 and got[6][0].size == 0 and sum(c.size for _, c in got) == int((counts > 0).sum())
+        a, b = offsets[i], offsets[i + 1]
+        assert idx[a:b].tolist() == want_idx.tolist() and cnt[a:b].tolist() == want_cnt.tolist()
+    assert offsets[2] == offsets[3] and offsets[6] == offsets[7]
+
+
+@pytest.mark.parametrize("K", [10, 256, 257, 70_000])
+def test_pack_rows_gives_the_bytes_of_pack_per_row_even_for_counts_no_code_has(K: int) -> None:
+    rng = np.random.default_rng(K)
+    counts = rng.integers(0, 3, size=(9, K)) * (rng.random((9, K)) < 6 / K)
+    counts[0] = 0  # an empty code first
+    counts[4, [1, 5, K - 1]] = [300, -1, 7]  # counts that wrap in their byte, as pack's "<u1" wraps them
+    data, offsets = codes.pack_rows(counts, K)
+    blobs = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    assert blobs == [codes.pack(*codes.to_sparse(row), K) for row in counts]
+    assert offsets[0] == 0 and offsets[-1] == len(data)
+    empty, none = codes.pack_rows(np.zeros((0, K), dtype=np.int64), K)
+    assert (empty, none.tolist()) == (b"", [0])
+    with pytest.raises(ValueError, match="at most 255 non-zeros"):
+        codes.pack_rows(np.ones((1, 300), dtype=np.int64), 300)
 
 
 def test_gates_are_computed_in_float64_from_float32_logits() -> None:

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bundle.codes import CodeFormatError
+from bundle.codes import CodeFormatError, to_sparse
+from bundle.codes import pack as packed_code
 from bundle.formats import FORMATS, CodeSpace, EntropyModel, pack, unpack
 
 SMALL = [CodeSpace(K=5, L0=3), CodeSpace(K=6, L0=3, partitions=3), CodeSpace(K=2, L0=1),
@@ -91,6 +92,34 @@ def test_random_codes_of_large_spaces_round_trip_in_every_format(space: CodeSpac
         assert all(len(b) == space.enum_bytes for b in pack("enum", codes, space, entropy))
         stream = entropy.encode(space, codes)
         assert np.array_equal(entropy.decode(space, stream, len(codes)), codes)
+
+    check()
+
+
+# Spaces at the edge of the 64-bit enum path: N = 2^64 exactly, N just under it, and one just over.
+EDGE = [CodeSpace(K=2048, L0=8, partitions=8, always_on=True), CodeSpace(K=1000, L0=7), CodeSpace(K=2000, L0=7)]
+
+
+def reference_rank(space: CodeSpace, counts: np.ndarray) -> list[int]:
+    """The rank in Python integers, one code at a time (the definition of the enum format)."""
+    s = space.symbols(counts)
+    if space.partitioned:
+        return [sum(int(v) * space.alphabet**m for m, v in enumerate(row)) for row in s]
+    return [sum(math.comb(int(v) + i, i + 1) for i, v in enumerate(row)) for row in s]
+
+
+@pytest.mark.parametrize("space", SMALL + LARGE + EDGE, ids=str)
+def test_batch_packing_gives_the_bytes_of_packing_each_code_alone(space: CodeSpace) -> None:
+    assert [s.enum_bytes for s in EDGE] == [8, 8, 9]
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(codes_of(space), min_size=0, max_size=6))
+    def check(rows: list[np.ndarray]) -> None:
+        codes = np.stack(rows) if rows else np.zeros((0, space.K), dtype=np.int64)
+        ranks = reference_rank(space, codes)
+        assert space.rank(codes) == ranks
+        assert pack("enum", codes, space, None) == [r.to_bytes(space.enum_bytes, "little") for r in ranks]
+        assert pack("v1", codes, space, None) == [packed_code(*to_sparse(row), space.K) for row in codes]
 
     check()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -58,7 +59,7 @@ def emo(models_dir: Path) -> Direct:
 
 
 def test_healthz_and_readyz(api: TestClient) -> None:
-    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/healthz").json() == {"status": "ok", "pid": os.getpid()}  # the app runs in this process
     r = api.get("/readyz")
     assert r.status_code == 200
     assert r.json() == {"ready": True, "models": ["emotions", "kpi5g"], "reasons": [], "refused": {}}

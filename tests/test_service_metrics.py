@@ -20,12 +20,14 @@ FAMILIES = {
     "sdlgm_inference_seconds": "histogram", "sdlgm_batch_size": "histogram", "sdlgm_code_L_hat": "histogram",
     "sdlgm_code_nnz": "histogram", "sdlgm_input_bytes": "counter", "sdlgm_code_bytes": "counter",
     "sdlgm_errors": "counter", "sdlgm_in_flight_requests": "gauge", "sdlgm_model_info": "gauge",
-    "sdlgm_code_size_bytes": "histogram", "sdlgm_roundtrip_nrmse": "histogram",
+    "sdlgm_code_size_bytes": "histogram", "sdlgm_roundtrip_nrmse": "histogram", "sdlgm_queue_vectors": "gauge",
+    "sdlgm_shed_requests": "counter", "sdlgm_coalesced_batch_size": "histogram", "sdlgm_coalesced_requests": "histogram",
 }
 V = [0.5] * 80
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(client: httpx.Client) -> Samples:
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     families = list(text_string_to_metric_families(r.text))
@@ -33,7 +35,7 @@ def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], metric: str, **labels: str) -> float:
+def value(samples: Samples, metric: str, **labels: str) -> float:
     return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
 
 

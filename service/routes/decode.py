@@ -4,22 +4,24 @@ X-SDLGM-Fingerprint header (or `?fingerprint=`), answered with float32 rows when
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from bundle.formats import Format
 from bundle.runtime import F32, ModelRuntime
 from service import binary
-from service.deps import MetricsDep, ModelDep, RegistryDep, SettingsDep
+from service.batching import Inference
+from service.deps import InferenceDep, MetricsDep, ModelDep, RegistryDep, SettingsDep
 from service.errors import ERROR_RESPONSES, ServiceError, bad_input
 from service.fastjson import FastJSONRoute
-from service.inference import as_counts, check_format, offload
+from service.inference import as_counts, check_format
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.schemas import FINGERPRINT, FORMAT_DESCRIPTION, DecodeRequest, DecodeResponse
-from service.settings import Settings
 
+T = TypeVar("T")
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
 BINARY_BODY = {"requestBody": {"content": {binary.OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}}
 
@@ -37,14 +39,15 @@ def check_codes_of(model: ModelRuntime, fingerprint: str, registry: ModelRegistr
                            f"{fingerprint[:12]}..., not by {model.name!r} ({m.fingerprint[:12]}...){hint}")
 
 
-async def _decode(model: ModelRuntime, z: F32, settings: Settings, metrics: Metrics) -> F32:
-    x_hat = await offload(lambda: model.decode(z), settings.request_timeout_s)
+async def _decode(model: ModelRuntime, z: F32, finish: Callable[[F32], T], infer: Inference, metrics: Metrics) -> T:
+    """finish(the reconstructions of the counts z), off the event loop, coalesced with other requests'."""
+    out = await infer.run(model, "decode", z, lambda outputs: finish(outputs[0]))
     metrics.batch_size.labels(endpoint="/decode", model=model.name).observe(len(z))
-    return x_hat
+    return out
 
 
 async def decode_binary(request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-                        metrics: MetricsDep,
+                        metrics: MetricsDep, infer: InferenceDep,
                         format: Annotated[Format, Query(description=FORMAT_DESCRIPTION)] = "v1",
                         fingerprint: Annotated[str | None, Query(pattern=FINGERPRINT)] = None,
                         x_sdlgm_fingerprint: Annotated[str | None, Header(pattern=FINGERPRINT)] = None) -> Response:
@@ -57,13 +60,14 @@ async def decode_binary(request: Request, model: ModelDep, registry: RegistryDep
     m = model.manifest
     check_format(format, m)
     blobs = binary.unframe(format, await request.body(), m.code_space, settings.max_batch)
-    x_hat = await _decode(model, binary.counts_of(format, blobs, m.code_space, m.entropy), settings, metrics)
+    z = binary.counts_of(format, blobs, m.code_space, m.entropy)
     if binary.wants_binary(request.headers):
-        return Response(x_hat.astype("<f4", copy=False).tobytes(), media_type=binary.OCTET_STREAM, headers={
-            "X-SDLGM-Model": model.name, binary.FINGERPRINT_HEADER: m.fingerprint, "X-SDLGM-Count": str(len(x_hat))})
-    answer = DecodeResponse.model_construct(model=model.name, fingerprint=m.fingerprint,
-                                            reconstructions=x_hat.tolist())
-    return Response(answer.model_dump_json(), media_type="application/json")
+        rows = await _decode(model, z, lambda x_hat: x_hat.astype("<f4", copy=False).tobytes(), infer, metrics)
+        return Response(rows, media_type=binary.OCTET_STREAM, headers={
+            "X-SDLGM-Model": model.name, binary.FINGERPRINT_HEADER: m.fingerprint, "X-SDLGM-Count": str(len(z))})
+    answer = await _decode(model, z, lambda x_hat: DecodeResponse.model_construct(
+        model=model.name, fingerprint=m.fingerprint, reconstructions=x_hat.tolist()).model_dump_json(), infer, metrics)
+    return Response(answer, media_type="application/json")
 
 
 router.add_api_route("/decode", decode_binary, methods=["POST"], include_in_schema=False,
@@ -72,7 +76,7 @@ router.add_api_route("/decode", decode_binary, methods=["POST"], include_in_sche
 
 @router.post("/decode", responses=ERROR_RESPONSES, openapi_extra=BINARY_BODY)
 async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-                 metrics: MetricsDep) -> DecodeResponse:
+                 metrics: MetricsDep, infer: InferenceDep) -> DecodeResponse:
     """Decode codes made by the model named by `?model=`; `fingerprint` must be that model's. Framed binary
     codes as application/octet-stream take the fingerprint in the X-SDLGM-Fingerprint header and answer
     float32 rows with `Accept: application/octet-stream` (docs/serving.md)."""
@@ -80,7 +84,6 @@ async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, se
     m = model.manifest
     check_format(body.format, m)
     z = as_counts(body.codes, m.code_space, settings.max_batch, body.format, m.entropy)
-    x_hat = await _decode(model, z, settings, metrics)
     # built without re-validation: B x D floats the model itself produced
-    return DecodeResponse.model_construct(model=model.name, fingerprint=m.fingerprint,
-                                          reconstructions=x_hat.tolist())
+    return await _decode(model, z, lambda x_hat: DecodeResponse.model_construct(
+        model=model.name, fingerprint=m.fingerprint, reconstructions=x_hat.tolist()), infer, metrics)

@@ -14,14 +14,14 @@ from bundle.codes import IntArray
 from bundle.formats import Format
 from bundle.runtime import F32, ModelRuntime
 from service import binary
-from service.deps import MetricsDep, ModelDep, QualityDep, SettingsDep
+from service.batching import Inference
+from service.deps import InferenceDep, MetricsDep, ModelDep, QualityDep, SettingsDep
 from service.errors import ERROR_RESPONSES
 from service.fastjson import FastJSONRoute
-from service.inference import as_matrix, check_format, codes_out, offload
+from service.inference import as_matrix, check_format, codes_out
 from service.metrics import Metrics
 from service.quality import QualitySampler, roundtrip_nrmse
 from service.schemas import FORMAT_DESCRIPTION, EncodeRequest, EncodeResponse
-from service.settings import Settings
 
 T = TypeVar("T")
 router = APIRouter(route_class=FastJSONRoute, tags=["codes"])
@@ -29,17 +29,20 @@ BINARY_BODY = {"requestBody": {"content": {binary.OCTET_STREAM: {"schema": {"typ
 
 
 async def _codes(model: ModelRuntime, x: F32, rng: np.random.Generator | None, build: Callable[[IntArray, IntArray], T],
-                 settings: Settings, metrics: Metrics, quality: QualitySampler) -> T:
-    """build(L_hat, counts) of the rows' codes, off the event loop, with the batch's metrics and, for a
-    sampled request, the round trip's error (service.quality)."""
+                 infer: Inference, metrics: Metrics, quality: QualitySampler) -> T:
+    """build(L_hat, counts) of the rows' codes, off the event loop (coalesced with other requests' rows
+    unless the code is stochastic), with the batch's metrics and, for a sampled request, the round trip's
+    error (service.quality)."""
     measure = model.has_decoder and quality.sampled()
 
-    def run() -> tuple[IntArray, IntArray, np.ndarray | None, T]:
-        L_hat, counts = model.encode(x, rng)
+    def finish(L_hat: IntArray, counts: IntArray) -> tuple[IntArray, IntArray, np.ndarray | None, T]:
         errors = roundtrip_nrmse(model, x, counts) if measure else None
         return L_hat, counts, errors, build(L_hat, counts)
 
-    L_hat, counts, errors, out = await offload(run, settings.request_timeout_s)
+    if rng is None:
+        L_hat, counts, errors, out = await infer.run(model, "encode", x, lambda outputs: finish(*outputs))
+    else:  # a seeded sample draws from its own generator: never coalesced
+        L_hat, counts, errors, out = await infer.alone(model, len(x), lambda: finish(*model.encode(x, rng)))
     metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(x))
     L_hat_hist, nnz_hist = metrics.code_L_hat.labels(model=model.name), metrics.code_nnz.labels(model=model.name)
     for L, nnz in zip(L_hat.tolist(), np.count_nonzero(counts, axis=1).tolist(), strict=True):
@@ -62,7 +65,7 @@ def _sent(metrics: Metrics, model: str, fmt: Format, sizes: list[int]) -> None:
 
 
 async def encode_binary(request: Request, model: ModelDep, settings: SettingsDep, metrics: MetricsDep, quality: QualityDep,
-                        format: Annotated[Format, Query(description=FORMAT_DESCRIPTION)] = "v1",
+                        infer: InferenceDep, format: Annotated[Format, Query(description=FORMAT_DESCRIPTION)] = "v1",
                         stochastic: bool = False,
                         seed: Annotated[int | None, Query(ge=0, lt=2**63)] = None) -> Response:
     """The binary twin of /encode (docs/serving.md): float32 rows in, framed codes out."""
@@ -71,15 +74,18 @@ async def encode_binary(request: Request, model: ModelDep, settings: SettingsDep
     check_format(format, m)
     rng = np.random.default_rng(seed) if stochastic else None
     if not binary.wants_binary(request.headers):
-        out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, format, m.entropy), settings,
+        out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, format, m.entropy), infer,
                            metrics, quality)
         _sent(metrics, model.name, format, [c.size_bytes for c in out])
         answer = EncodeResponse(model=model.name, fingerprint=m.fingerprint, stochastic=stochastic, codes=out)
         return Response(answer.model_dump_json(), media_type="application/json")
-    blobs = await _codes(model, x, rng, lambda _, c: formats.pack(format, c, m.code_space, m.entropy), settings,
-                         metrics, quality)
-    _sent(metrics, model.name, format, [len(b) for b in blobs])
-    packed = binary.frame(format, blobs)
+
+    def framed(_: IntArray, counts: IntArray) -> tuple[bytes, list[int]]:
+        data, offsets = formats.pack_stream(format, counts, m.code_space, m.entropy)
+        return binary.frame(format, data, offsets), np.diff(offsets).tolist()
+
+    packed, sizes = await _codes(model, x, rng, framed, infer, metrics, quality)
+    _sent(metrics, model.name, format, sizes)
     return Response(packed, media_type=binary.OCTET_STREAM, headers={
         "X-SDLGM-Model": model.name, binary.FINGERPRINT_HEADER: m.fingerprint, "X-SDLGM-Format": format,
         "X-SDLGM-Count": str(len(x))})
@@ -91,7 +97,7 @@ router.add_api_route("/encode", encode_binary, methods=["POST"], include_in_sche
 
 @router.post("/encode", responses=ERROR_RESPONSES, openapi_extra=BINARY_BODY)
 async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep, metrics: MetricsDep,
-                 quality: QualityDep) -> EncodeResponse:
+                 quality: QualityDep, infer: InferenceDep) -> EncodeResponse:
     """Encode one vector (`vector`) or a batch (`vectors`) with the model named by `?model=`: the
     deterministic code (the posterior's mode), or with `stochastic` a sample, reproducible with `seed`;
     `binary` in the requested `format`. An application/octet-stream body of float32 rows takes the same
@@ -101,7 +107,7 @@ async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep, me
     x = as_matrix(body.rows(), m.D, settings.max_batch)
     check_format(body.format, m)
     rng = np.random.default_rng(body.seed) if body.stochastic else None
-    out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, body.format, m.entropy), settings,
+    out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, body.format, m.entropy), infer,
                        metrics, quality)
     _sent(metrics, model.name, body.format, [c.size_bytes for c in out])
     return EncodeResponse(model=model.name, fingerprint=m.fingerprint, stochastic=body.stochastic, codes=out)

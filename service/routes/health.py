@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Response
 
 from service.deps import RegistryDep
@@ -12,7 +14,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz() -> Health:
-    return Health(status="ok")
+    return Health(status="ok", pid=os.getpid())
 
 
 @router.get("/readyz", responses={503: {"model": Readiness, "description": "not ready, with reasons"}})

@@ -1,9 +1,9 @@
-"""GET /metrics: the Prometheus text exposition of this app's registry."""
+"""GET /metrics: the Prometheus text exposition of this app's metrics (every worker's, with several)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.deps import MetricsDep
 
@@ -12,4 +12,4 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", response_class=Response)
 async def metrics(m: MetricsDep) -> Response:
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(m.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import MetricsDep, ModelDep, RegistryDep, SettingsDep
+from service.batching import Output
+from service.deps import InferenceDep, MetricsDep, ModelDep, RegistryDep, SettingsDep
 from service.errors import ERROR_RESPONSES, ServiceError
 from service.fastjson import FastJSONRoute
-from service.inference import as_matrix, offload
+from service.inference import as_matrix
 from service.schemas import Prediction, PredictRequest, PredictResponse
 
 router = APIRouter(route_class=FastJSONRoute, tags=["labels"])
@@ -15,7 +16,7 @@ router = APIRouter(route_class=FastJSONRoute, tags=["labels"])
 
 @router.post("/predict", responses=ERROR_RESPONSES)
 async def predict(body: PredictRequest, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-                  metrics: MetricsDep) -> PredictResponse:
+                  metrics: MetricsDep, infer: InferenceDep) -> PredictResponse:
     """Label probabilities P(label in code), the labels at or over the manifest's thresholds and the
     predicted count, from the supervised model named by `?model=`."""
     m = model.manifest
@@ -26,12 +27,12 @@ async def predict(body: PredictRequest, model: ModelDep, registry: RegistryDep, 
     labels, thresholds = m.labels, m.thresholds
     x = as_matrix(body.rows(), m.D, settings.max_batch)
 
-    def run() -> list[Prediction]:
-        probs, L_hat = model.predict(x)
+    def finish(outputs: Output) -> list[Prediction]:
+        probs, L_hat = outputs
         return [Prediction(labels=[lb for lb, p, t in zip(labels, row, thresholds, strict=True) if p >= t],
                            probabilities=dict(zip(labels, row.tolist(), strict=True)), L_hat=int(n))
                 for row, n in zip(probs, L_hat, strict=True)]
 
-    out = await offload(run, settings.request_timeout_s)
+    out = await infer.run(model, "predict", x, finish)
     metrics.batch_size.labels(endpoint="/predict", model=model.name).observe(len(x))
     return PredictResponse(model=model.name, fingerprint=m.fingerprint, labels=labels, predictions=out)

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Header, Request, Response
 
 from bundle import __version__
 from service import kserve
-from service.deps import MODEL_STATE_KEY, RegistryDep, SettingsDep
+from service.deps import InferenceDep, RegistryDep, SettingsDep
 from service.errors import ERROR_RESPONSES, ServiceError, bad_input
-from service.inference import offload
+from service.metrics import MODEL_STATE_KEY
 from service.registry import ModelRegistry
 from service.routes.decode import check_codes_of
 from service.v2models import V2Model, check_batch, resolve
@@ -67,7 +67,7 @@ async def model_ready(model: str, registry: RegistryDep, request: Request,
 
 @router.post("/models/{model}/infer", responses=ERROR_RESPONSES)
 @router.post("/models/{model}/versions/{version}/infer", responses=ERROR_RESPONSES)
-async def infer(model: str, request: Request, registry: RegistryDep, settings: SettingsDep,
+async def infer(model: str, request: Request, registry: RegistryDep, settings: SettingsDep, run: InferenceDep,
                 inference_header_content_length: Annotated[str | None, Header()] = None,
                 version: str | None = None) -> Response:
     """Inference with JSON tensors or the binary tensor extension (Inference-Header-Content-Length)."""
@@ -95,5 +95,6 @@ async def infer(model: str, request: Request, registry: RegistryDep, settings: S
     if v2.operation == "decode" and body.parameters.fingerprint is not None:
         check_codes_of(v2.runtime, body.parameters.fingerprint, registry)
     parameters = {"fingerprint": m.fingerprint} if v2.operation == "encode" else {}
-    return await offload(lambda: kserve.response(v2.name, m.version, body, v2.run(inputs), parameters),
-                         settings.request_timeout_s)
+    rows = v2.prepare(inputs)
+    return await run.run(v2.runtime, v2.operation, rows,
+                         lambda outputs: kserve.response(v2.name, m.version, body, v2.respond(outputs), parameters))

@@ -1,0 +1,173 @@
+"""Load shedding: a cap on the vectors each model has admitted and not yet answered (SDLGM_QUEUE_MAX_VECTORS),
+and the 503 with Retry-After a request gets when its vectors do not fit.
+
+Two checks, both against the same count (`Capacity`, on the event loop only; the gauge
+sdlgm_queue_vectors shows it):
+- `ShedGuard`, a pure ASGI middleware, before the body is read: for POST /encode, /decode, /predict and
+  the V2 infer routes of a loaded model it estimates the request's vectors from Content-Length
+  (`estimate`) and holds that many (a `Hold`); when they do not fit, it discards the body unparsed and
+  answers 503. Requests being read and parsed are so already counted, which bounds their memory.
+- the route, after parsing: `Hold.resize` to the exact count, 503 when the rest does not fit. The
+  scheduler (service.batching) then owns the hold and gives it back when the request's run is over.
+A request never needs more than SDLGM_MAX_BATCH vectors (settings keep the cap at least that), so a lone
+request always fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bundle.formats import FORMATS
+from bundle.manifest import Manifest
+from service.binary import OCTET_STREAM, media_type
+from service.errors import ServiceError, error_response
+from service.metrics import MODEL_STATE_KEY, Metrics
+from service.middleware import drain_body
+from service.registry import ModelRegistry
+
+HOLD_STATE_KEY = "sdlgm_hold"
+RETRY_AFTER_S = 1
+JSON_BYTES_PER_VALUE = 32  # a float in JSON is at most 24 characters ("-1.2345678901234567e-308") and ", "
+NATIVE_OPERATIONS = {"/encode": "encode", "/decode": "decode", "/predict": "predict"}
+V2_INFER_PREFIX = "/v2/models/"
+V2_HEADER_LENGTH = "inference-header-content-length"
+
+
+class Capacity:
+    """Vectors admitted and not yet answered, per model, against one limit. Used on the event loop only."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self._used: dict[str, int] = {}
+        self._metrics = metrics
+
+    def used(self, model: str) -> int:
+        return self._used.get(model, 0)
+
+    def adjust(self, model: str, n: int) -> None:
+        self._used[model] = self.used(model) + n
+        self._metrics.queue_vectors.labels(model=model).set(self._used[model])
+
+    def hold(self, model: str, n: int) -> Hold | None:
+        """n vectors of the model held, or None when they do not fit."""
+        if self.used(model) + n > self.limit:
+            return None
+        self.adjust(model, n)
+        return Hold(self, model, n)
+
+
+@dataclass
+class Hold:
+    """Vectors a request holds in its model's capacity; `handed`: the scheduler gives them back, not the
+    request (service.batching, once the request is queued)."""
+
+    capacity: Capacity
+    model: str
+    vectors: int
+    handed: bool = False
+
+    def resize(self, n: int) -> bool:
+        """Hold exactly n vectors; False (and no change) when growing to n does not fit."""
+        extra = n - self.vectors
+        if extra > 0 and self.capacity.used(self.model) + extra > self.capacity.limit:
+            return False
+        self.capacity.adjust(self.model, extra)
+        self.vectors = n
+        return True
+
+    def release(self) -> None:
+        """Give the vectors back (once; later calls do nothing)."""
+        if self.vectors:
+            self.capacity.adjust(self.model, -self.vectors)
+            self.vectors = 0
+
+
+def overloaded(model: str, n: int, used: int, limit: int) -> ServiceError:
+    return ServiceError(503, "overloaded", f"model {model!r} cannot queue {n} more vectors: {used} of its "
+                        f"{limit} are queued (SDLGM_QUEUE_MAX_VECTORS); retry after {RETRY_AFTER_S} s",
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def estimate(operation: str, binary: bool, payload: int, manifest: Manifest, fmt: str) -> int:
+    """The vectors a body of `payload` bytes holds, at least 1: exact for binary rows and enum codes, a
+    near lower bound for JSON vectors (JSON_BYTES_PER_VALUE a value), 1 for other codes (no bound)."""
+    if operation != "decode":
+        per_vector = 4 * manifest.D if binary else JSON_BYTES_PER_VALUE * manifest.D
+        return max(1, payload // per_vector)
+    if binary and fmt == "enum":
+        return max(1, payload // manifest.code_space.enum_bytes)
+    return 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an inference request asks, as far as its path, query and headers tell before its body."""
+
+    model: str
+    operation: str
+    binary: bool
+    payload: int
+    fmt: str
+
+
+def target_of(scope: Scope, registry: ModelRegistry) -> Target | None:
+    """The model and operation of an inference POST to a loaded model; None for anything else."""
+    path: str = scope["path"]
+    headers = Headers(scope=scope)
+    declared = headers.get("content-length", "")
+    size = int(declared) if declared.isdigit() else 0
+    query = QueryParams(scope.get("query_string", b""))
+    if path in NATIVE_OPERATIONS:
+        name = query.get("model") or registry.default
+        fmt = query.get("format", "v1")
+        if name not in registry.models or fmt not in FORMATS:
+            return None
+        return Target(name, NATIVE_OPERATIONS[path], media_type(headers) == OCTET_STREAM, size, fmt)
+    parts = path.removeprefix(V2_INFER_PREFIX).split("/")
+    if not path.startswith(V2_INFER_PREFIX) or parts[-1] != "infer" or len(parts) not in (2, 4):
+        return None
+    bundle, _, operation = parts[0].rpartition("-")
+    if bundle not in registry.models or operation not in NATIVE_OPERATIONS.values():
+        return None
+    head = headers.get(V2_HEADER_LENGTH, "")
+    if head.isdigit() and int(head) <= size:  # binary tensors after a JSON header of that length
+        return Target(bundle, operation, True, size - int(head), "v1")
+    return Target(bundle, operation, False, size, "v1")
+
+
+class ShedGuard:
+    """503 with Retry-After, before the body is read, for an inference request whose estimated vectors do
+    not fit its model's capacity; otherwise the request runs holding them (scope state HOLD_STATE_KEY)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, capacity: Capacity, max_batch: int,
+                 max_drain_bytes: int) -> None:
+        self.app, self.metrics, self.capacity = app, metrics, capacity
+        self.max_batch, self.max_drain_bytes = max_batch, max_drain_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        registry: ModelRegistry | None = getattr(scope["app"].state, "registry", None) \
+            if scope["type"] == "http" and scope["method"] == "POST" else None
+        target = target_of(scope, registry) if registry is not None else None
+        if registry is None or target is None:
+            await self.app(scope, receive, send)
+            return
+        manifest = registry.models[target.model].manifest
+        n = min(estimate(target.operation, target.binary, target.payload, manifest, target.fmt), self.max_batch)
+        hold = self.capacity.hold(target.model, n)
+        if hold is None:
+            scope.setdefault("state", {})[MODEL_STATE_KEY] = target.model
+            self.metrics.shed.labels(model=target.model).inc()
+            await drain_body(receive, self.max_drain_bytes)  # a client still sending reads the 503, not a reset
+            exc = overloaded(target.model, n, self.capacity.used(target.model), self.capacity.limit)
+            await error_response(self.metrics, exc.status, exc.kind, exc.message, headers=exc.headers)(
+                scope, receive, send)
+            return
+        scope.setdefault("state", {})[HOLD_STATE_KEY] = hold
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if not hold.handed:
+                hold.release()

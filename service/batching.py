@@ -1,0 +1,232 @@
+"""Dynamic batching: concurrent requests to one model and one operation (encode, decode, predict) are
+coalesced into one onnxruntime run, and each request gets its own rows of the result, in order.
+
+One `Batcher` per model and operation owns a queue and one asyncio task (`serve`). The task takes the
+oldest request, waits until SDLGM_BATCH_MAX_VECTORS vectors are queued or that request has waited
+SDLGM_BATCH_MAX_DELAY_MS, takes the queued requests in order while they fit in SDLGM_BATCH_MAX_VECTORS (a
+request is never split: one larger than that runs alone), and runs them as one batch in a worker thread
+(anyio's, as every offload): the operation on all rows, then each request's `finish` on its own rows,
+which builds its answer off the event loop. While a batch runs the next one queues, so with a delay of 0
+batches still form under load. Requests are validated before they join the queue, and an error raised by
+one request's `finish` goes to that request only.
+
+`Scheduler` is what routes call: `run` admits the request's vectors (service.admission: 503 when they
+do not fit), then queues them, or with SDLGM_BATCHING=false runs them alone as before (the reference the
+benchmark compares against); `alone` runs work that cannot be coalesced (a stochastic code with its own
+seed), admitted the same way. Both answer 503 past SDLGM_REQUEST_TIMEOUT_S, time in the queue included.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+from anyio.abc import TaskGroup
+
+from bundle.runtime import F32, ModelRuntime
+from service.admission import Capacity, Hold, overloaded
+from service.inference import offload, timeout_error
+from service.metrics import Metrics
+from service.settings import Settings
+
+T = TypeVar("T")
+Output = tuple[npt.NDArray[Any], ...]  # an operation's outputs, each with one row per input row
+OPERATIONS = ("encode", "decode", "predict")
+
+
+def operation(runtime: ModelRuntime, op: str) -> Callable[[F32], Output]:
+    """The operation's rows -> outputs: encode (L_hat (B,), counts (B, K)), the deterministic code; decode
+    (reconstructions (B, D),); predict (label probabilities (B, K), predicted counts (B,))."""
+    if op == "encode":
+        return runtime.encode
+    if op == "decode":
+        return lambda z: (runtime.decode(z),)
+    return runtime.predict
+
+
+@dataclass(eq=False)
+class _Item:
+    """One request in a queue: its rows, what builds its answer from its rows of the outputs, its hold."""
+
+    x: F32
+    finish: Callable[[Output], Any]
+    hold: Hold
+    arrived: float
+    done: anyio.Event = field(default_factory=anyio.Event)
+    abandoned: bool = False  # its request timed out: skipped if still queued
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """The queue of one model's operation and the task that runs it (`serve`)."""
+
+    def __init__(self, run: Callable[[F32], Output], max_vectors: int, max_delay_s: float,
+                 observe: Callable[[int, int], None]) -> None:
+        self._run, self.max_vectors, self.max_delay_s, self._observe = run, max_vectors, max_delay_s, observe
+        self._items: deque[_Item] = deque()
+        self._queued = 0  # vectors in _items
+        self._arrived = anyio.Event()
+
+    def put(self, item: _Item) -> None:
+        self._items.append(item)
+        self._queued += len(item.x)
+        self._arrived.set()
+
+    async def _wait(self, timeout: float | None) -> None:
+        self._arrived = anyio.Event()
+        with anyio.move_on_after(timeout):
+            await self._arrived.wait()
+
+    async def _collect(self) -> list[_Item]:
+        """The next batch: the oldest request and those after it that fit, once the batch is full or the
+        oldest has waited max_delay_s. Requests that timed out while queued are dropped."""
+        while not self._items:
+            await self._wait(None)
+        deadline = self._items[0].arrived + self.max_delay_s
+        while self._queued < self.max_vectors and (left := deadline - anyio.current_time()) > 0:
+            await self._wait(left)
+        batch: list[_Item] = []
+        total = 0
+        while self._items and (not batch or total + len(self._items[0].x) <= self.max_vectors):
+            item = self._items.popleft()
+            self._queued -= len(item.x)
+            if item.abandoned:
+                item.hold.release()
+                continue
+            batch.append(item)
+            total += len(item.x)
+        return batch
+
+    def _execute(self, batch: list[_Item]) -> None:
+        """In a worker thread: one run over every request's rows, then each request's finish on its rows."""
+        x = batch[0].x if len(batch) == 1 else np.concatenate([item.x for item in batch])
+        try:
+            outputs = self._run(x)
+        except Exception as exc:  # a failing run fails its requests (500), not the batcher
+            for item in batch:
+                item.error = exc
+            return
+        at = 0
+        for item in batch:
+            n = len(item.x)
+            try:
+                item.result = item.finish(tuple(out[at:at + n] for out in outputs))
+            except Exception as exc:  # this request's answer only
+                item.error = exc
+            at += n
+
+    async def serve(self) -> None:
+        """Run batches until cancelled."""
+        while True:
+            batch = await self._collect()
+            if not batch:
+                continue
+            try:
+                await anyio.to_thread.run_sync(self._execute, batch)
+            finally:
+                for item in batch:
+                    item.hold.release()
+                    item.done.set()
+            self._observe(len(batch), sum(len(item.x) for item in batch))
+
+
+class Scheduler:
+    """How a request's inference runs: admitted against its model's capacity, then coalesced by the
+    batcher of its model and operation (created on first use), or alone when batching is off."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, capacity: Capacity) -> None:
+        self.batching = settings.batching
+        self.max_vectors = settings.batch_max_vectors
+        self.max_delay_s = settings.batch_max_delay_ms / 1000.0
+        self.timeout_s = settings.request_timeout_s
+        self.metrics, self.capacity = metrics, capacity
+        self._batchers: dict[tuple[str, str, str], Batcher] = {}
+        self._tasks: TaskGroup | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The batchers' tasks live inside this context (the app's lifespan)."""
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            try:
+                yield
+            finally:
+                self._tasks = None
+                self._batchers.clear()
+                tasks.cancel_scope.cancel()
+
+    def _batcher(self, runtime: ModelRuntime, op: str) -> Batcher:
+        key = (runtime.name, runtime.manifest.fingerprint, op)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            if self._tasks is None:
+                raise RuntimeError("the scheduler is not running (the app's lifespan has not started)")
+            runs = self.metrics.coalesced_requests.labels(model=runtime.name, operation=op)
+            sizes = self.metrics.coalesced_batch_size.labels(model=runtime.name, operation=op)
+
+            def observe(requests: int, vectors: int) -> None:
+                runs.observe(requests)
+                sizes.observe(vectors)
+
+            batcher = self._batchers[key] = Batcher(operation(runtime, op), self.max_vectors, self.max_delay_s,
+                                                    observe)
+            self._tasks.start_soon(batcher.serve, name=f"batcher {runtime.name} {op}")
+        return batcher
+
+    def admit(self, hold: Hold | None, model: str, n: int) -> Hold:
+        """The request's hold resized to its n vectors; 503 (overloaded) when they do not fit."""
+        if hold is None or hold.model != model:
+            hold = Hold(self.capacity, model, 0)
+        if not hold.resize(n):
+            self.metrics.shed.labels(model=model).inc()
+            raise overloaded(model, n, self.capacity.used(model) - hold.vectors, self.capacity.limit)
+        return hold
+
+    async def run(self, hold: Hold | None, runtime: ModelRuntime, op: str, x: F32, finish: Callable[[Output], T]) -> T:
+        """finish(the operation's outputs for the rows x), the rows coalesced with other requests' when
+        batching is on."""
+        held = self.admit(hold, runtime.name, len(x))
+        if not self.batching:
+            return await self.alone(held, runtime, len(x), lambda: finish(operation(runtime, op)(x)))
+        item = _Item(x, finish, held, anyio.current_time())
+        held.handed = True
+        self._batcher(runtime, op).put(item)
+        try:
+            with anyio.fail_after(self.timeout_s):
+                await item.done.wait()
+        except TimeoutError as exc:
+            item.abandoned = True
+            raise timeout_error(self.timeout_s) from exc
+        if item.error is not None:
+            raise item.error
+        return cast(T, item.result)
+
+    async def alone(self, hold: Hold | None, runtime: ModelRuntime, n: int, work: Callable[[], T]) -> T:
+        """work() in a worker thread, never coalesced, its n vectors admitted as a batch's are."""
+        held = self.admit(hold, runtime.name, n)
+        try:
+            return await offload(work, self.timeout_s)
+        finally:
+            held.release()
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The scheduler bound to one request and what it holds from the ShedGuard (the routes' dependency)."""
+
+    scheduler: Scheduler
+    hold: Hold | None
+
+    async def run(self, runtime: ModelRuntime, op: str, x: F32, finish: Callable[[Output], T]) -> T:
+        return await self.scheduler.run(self.hold, runtime, op, x, finish)
+
+    async def alone(self, runtime: ModelRuntime, n: int, work: Callable[[], T]) -> T:
+        return await self.scheduler.alone(self.hold, runtime, n, work)

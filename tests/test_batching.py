@@ -1,0 +1,201 @@
+"""The scheduler (service.batching) and the capacity it admits against (service.admission), without an app:
+a fake runtime records every run, so coalescing, the order of the split results, the batch bound, errors
+that stay with their request, timeouts, shedding and the Content-Length estimates are checked exactly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from conftest import settings_of
+
+from bundle.formats import CodeSpace
+from service.admission import Capacity, estimate
+from service.batching import Output, Scheduler
+from service.errors import ServiceError
+from service.metrics import Metrics
+
+D = 3
+
+
+class FakeRuntime:
+    """encode gives (row sums, rows * 2) and records the size of every run; `sleep_s` per run."""
+
+    name = "m"
+    manifest = SimpleNamespace(fingerprint="f" * 64, D=D)
+
+    def __init__(self, sleep_s: float = 0.0, fail: bool = False) -> None:
+        self.runs: list[int] = []
+        self.sleep_s, self.fail = sleep_s, fail
+
+    def encode(self, x: np.ndarray) -> Output:
+        self.runs.append(len(x))
+        time.sleep(self.sleep_s)
+        if self.fail:
+            raise RuntimeError("the graph failed")
+        return x.sum(axis=1), x * 2
+
+
+def rows(n: int, start: float) -> np.ndarray:
+    return (start + np.arange(n * D, dtype=np.float32)).reshape(n, D)
+
+
+def scheduler(tmp_path: Path, limit: int = 1000, **settings: Any) -> tuple[Scheduler, Capacity, Metrics]:
+    metrics = Metrics()
+    capacity = Capacity(limit, metrics)
+    values = {"models_dir": tmp_path, "max_batch": min(limit, 1024), "queue_max_vectors": limit, **settings}
+    return Scheduler(settings_of(**values), metrics, capacity), capacity, metrics
+
+
+def gather(s: Scheduler, calls: list[Callable[[], Awaitable[Any]]], stagger_s: float = 0.0) -> list[Any]:
+    """Run the calls concurrently inside the scheduler; each result, or the exception it raised."""
+    out: list[Any] = [None] * len(calls)
+
+    async def one(i: int) -> None:
+        try:
+            out[i] = await calls[i]()
+        except Exception as exc:
+            out[i] = exc
+
+    async def main() -> None:
+        async with s.running(), anyio.create_task_group() as tg:
+            for i in range(len(calls)):
+                tg.start_soon(one, i)
+                await anyio.sleep(stagger_s)
+
+    anyio.run(main)
+    return out
+
+
+def encode(s: Scheduler, rt: FakeRuntime, x: np.ndarray, finish: Callable[[Output], Any] = lambda o: o
+           ) -> Callable[[], Awaitable[Any]]:
+    return lambda: s.run(None, rt, "encode", x, finish)  # type: ignore[arg-type]
+
+
+def test_concurrent_requests_share_one_run_and_each_gets_its_own_rows_in_order(tmp_path: Path) -> None:
+    s, capacity, metrics = scheduler(tmp_path, batch_max_delay_ms=100)
+    rt = FakeRuntime()
+    xs = [rows(n, 100 * i) for i, n in enumerate([1, 2, 3, 1, 2])]
+    out = gather(s, [encode(s, rt, x) for x in xs])
+    assert rt.runs == [9]
+    for x, (sums, doubled) in zip(xs, out, strict=True):
+        assert np.array_equal(sums, x.sum(axis=1)) and np.array_equal(doubled, x * 2)
+    assert capacity.used("m") == 0
+    assert metrics.registry.get_sample_value("sdlgm_coalesced_requests_sum", {"model": "m", "operation": "encode"}) == 5
+    assert metrics.registry.get_sample_value("sdlgm_coalesced_batch_size_sum", {"model": "m", "operation": "encode"}) == 9
+
+
+def test_a_batch_holds_at_most_max_vectors_and_a_larger_request_runs_alone_unsplit(tmp_path: Path) -> None:
+    s, _, _ = scheduler(tmp_path, batch_max_vectors=4, batch_max_delay_ms=100)
+    rt = FakeRuntime()
+    xs = [rows(n, 10 * i) for i, n in enumerate([3, 3, 1, 5])]
+    out = gather(s, [encode(s, rt, x) for x in xs])
+    assert rt.runs == [3, 4, 5]  # in arrival order: [3], [3, 1] (3 + 3 > 4), [5] alone
+    assert all(np.array_equal(o[1], x * 2) for x, o in zip(xs, out, strict=True))
+
+
+def test_an_error_building_one_answer_stays_with_its_request(tmp_path: Path) -> None:
+    s, capacity, _ = scheduler(tmp_path, batch_max_delay_ms=100)
+    rt = FakeRuntime()
+
+    def bad(_: Output) -> Any:
+        raise ServiceError(400, "invalid_input", "this one only")
+
+    xs = [rows(2, 0), rows(1, 50), rows(2, 90)]
+    out = gather(s, [encode(s, rt, xs[0]), encode(s, rt, xs[1], bad), encode(s, rt, xs[2])])
+    assert rt.runs == [5]
+    assert isinstance(out[1], ServiceError) and out[1].message == "this one only"
+    assert np.array_equal(out[0][1], xs[0] * 2) and np.array_equal(out[2][1], xs[2] * 2)
+    assert capacity.used("m") == 0
+
+
+def test_a_failing_run_fails_its_requests_and_the_batcher_serves_on(tmp_path: Path) -> None:
+    s, capacity, _ = scheduler(tmp_path, batch_max_delay_ms=50)
+    rt = FakeRuntime(fail=True)
+    after: list[Any] = []
+
+    async def then_ok() -> Any:
+        await anyio.sleep(0.3)  # after the failed batch
+        rt.fail = False
+        after.append(await s.run(None, rt, "encode", rows(1, 7), lambda o: o))  # type: ignore[arg-type]
+
+    out = gather(s, [encode(s, rt, rows(1, 0)), encode(s, rt, rows(2, 3)), then_ok])
+    assert [str(e) for e in out[:2]] == ["the graph failed"] * 2
+    assert rt.runs == [3, 1] and np.array_equal(after[0][1], rows(1, 7) * 2)
+    assert capacity.used("m") == 0
+
+
+def test_a_lone_request_waits_the_delay_for_company_and_no_longer(tmp_path: Path) -> None:
+    s, _, _ = scheduler(tmp_path, batch_max_delay_ms=150)
+    rt = FakeRuntime()
+    started = time.monotonic()
+    gather(s, [encode(s, rt, rows(1, 0))])
+    took = time.monotonic() - started
+    assert 0.15 <= took < 1.0 and rt.runs == [1]
+
+
+def test_a_request_past_the_timeout_gets_503_and_a_queued_one_is_dropped_unrun(tmp_path: Path) -> None:
+    s, capacity, _ = scheduler(tmp_path, request_timeout_s=0.1, batch_max_vectors=1)
+    rt = FakeRuntime(sleep_s=0.3)  # the first run outlasts both requests' timeout
+    out = gather(s, [encode(s, rt, rows(1, 0)), encode(s, rt, rows(1, 5))], stagger_s=0.02)
+    assert [(e.status, e.kind) for e in out] == [(503, "timeout")] * 2
+    assert rt.runs == [1]  # the second timed out in the queue and never ran
+    assert capacity.used("m") == 0  # the first's vectors came back when its run ended
+
+
+def test_requests_over_the_capacity_are_shed_with_retry_after(tmp_path: Path) -> None:
+    s, capacity, metrics = scheduler(tmp_path, limit=10, batch_max_delay_ms=200)
+    rt = FakeRuntime()
+    out = gather(s, [encode(s, rt, rows(6, 0)), encode(s, rt, rows(5, 0)), encode(s, rt, rows(4, 0))],
+                 stagger_s=0.01)
+    shed = out[1]
+    assert isinstance(shed, ServiceError)
+    assert (shed.status, shed.kind, shed.headers) == (503, "overloaded", {"Retry-After": "1"})
+    assert shed.message == ("model 'm' cannot queue 5 more vectors: 6 of its 10 are queued "
+                            "(SDLGM_QUEUE_MAX_VECTORS); retry after 1 s")
+    assert rt.runs == [10]  # the 6 and the 4 that still fitted, together
+    assert metrics.registry.get_sample_value("sdlgm_shed_requests_total", {"model": "m"}) == 1
+    assert capacity.used("m") == 0
+    assert metrics.registry.get_sample_value("sdlgm_queue_vectors", {"model": "m"}) == 0
+
+
+def test_without_batching_every_request_runs_alone(tmp_path: Path) -> None:
+    s, capacity, _ = scheduler(tmp_path, batching=False, batch_max_delay_ms=100)
+    rt = FakeRuntime()
+    xs = [rows(n, 0) for n in (2, 1, 3)]
+    out = gather(s, [encode(s, rt, x) for x in xs])
+    assert sorted(rt.runs) == [1, 2, 3]
+    assert all(np.array_equal(o[1], x * 2) for x, o in zip(xs, out, strict=True))
+    assert capacity.used("m") == 0
+
+
+def test_holds_grow_only_within_the_capacity_and_give_back_once(tmp_path: Path) -> None:
+    capacity = Capacity(8, Metrics())
+    a = capacity.hold("m", 5)
+    assert a is not None and capacity.hold("m", 4) is None and capacity.hold("other", 8) is not None
+    assert a.resize(8) and capacity.used("m") == 8
+    assert not a.resize(9) and a.vectors == 8  # refused growth changes nothing
+    assert a.resize(2) and capacity.used("m") == 2
+    a.release()
+    a.release()
+    assert capacity.used("m") == 0
+
+
+@pytest.mark.parametrize(("operation", "binary", "payload", "fmt", "want"), [
+    ("encode", True, 4 * 80 * 64, "v1", 64),  # binary rows: exact
+    ("encode", True, 10, "v1", 1),  # at least one
+    ("encode", False, 32 * 80 * 10 + 31, "v1", 10),  # JSON: 32 bytes a value at most
+    ("predict", False, 32 * 80 * 3, "v1", 3),
+    ("decode", True, 3 * 40, "enum", 40),  # enum records of 3 bytes: exact
+    ("decode", True, 1000, "v1", 1),  # variable-length codes: no bound
+    ("decode", False, 10_000, "v1", 1),
+])
+def test_the_estimate_of_a_body_s_vectors(operation: str, binary: bool, payload: int, fmt: str, want: int) -> None:
+    manifest = SimpleNamespace(D=80, code_space=CodeSpace(K=64, L0=4))
+    assert estimate(operation, binary, payload, manifest, fmt) == want  # type: ignore[arg-type]
