@@ -402,7 +402,7 @@ def context(plan: Plan, data: Data) -> dict[str, Any]:
                    "kind": data.cfg.model.kind, "iterations": data.cfg.train.iterations},
         "quick": plan.rows is not None, "omp_rows": plan.omp_rows, "omp_iterations": plan.omp_iterations,
         "fsq_iterations": plan.fsq_iterations, "faiss_rows": plan.faiss_rows, "opq_iterations": plan.opq_iterations,
-        "rq_beams": [list(b) for b in plan.rq_beams], "threshold_kbps": THRESHOLD_KBPS,
+        "rq_beams": [list(b) for b in plan.rq_beams], "lsq_bytes": list(plan.lsq), "threshold_kbps": THRESHOLD_KBPS,
         "max_dl_bitrate": float(s.train[:, dl].max()), "median_dl_bitrate": float(np.median(s.train[:, dl])),
         "std_dl_bitrate": float(s.train[:, dl].std(dtype=np.float64)), "missing_share": data.missing_share,
     }
@@ -415,11 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", default=str(ROOT / "docs" / "results"), help="folder for kpi_rd.json and .png")
     p.add_argument("--doc", default=str(ROOT / "docs" / "kpi.md"))
     p.add_argument("--runs", help="folder for the SDLGM checkpoints (default: a temporary folder)")
+    p.add_argument("--lsq", type=int, nargs="*", help="bytes of the LSQ points (default: the plan's; LSQ's "
+                   "fit takes minutes at 12 and 16 bytes)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     plan = QUICK if args.quick else FULL
     if args.iterations is not None:
         plan = replace(plan, iterations=args.iterations)
+    if args.lsq is not None:
+        plan = replace(plan, lsq=tuple(args.lsq))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on 2 shared cores one thread per process runs several times faster than two
     try:

@@ -337,7 +337,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], png: Path, doc: P
         f"{meta['faiss_rows']} random train windows; OPQ's rotation starts at PQ's grouping of each KPI's seconds "
         f"and runs {meta['opq_iterations']} rounds; RQ's (training, encoding) beam widths are chosen on validation "
         f"for each M from {', '.join(str(tuple(b)) for b in meta['rq_beams'])}. LSQ is faiss's "
-        "LocalSearchQuantizer with its defaults, on the same rows.")
+        "LocalSearchQuantizer with its defaults, on the same rows"
+        + (f", at {', '.join(str(b) for b in meta['lsq_bytes'])} bytes" if "lsq_bytes" in meta else "") + ".")
     chosen_rows = [r for r in rows if r.get("chosen_on_valid")]
     if chosen_rows:
         add("")
