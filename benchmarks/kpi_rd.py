@@ -234,6 +234,7 @@ def probe_error(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_
 class Measured:
     rows: list[dict[str, Any]] = field(default_factory=list)
     lossless_downstream: float | None = None  # the downstream error of the first lossless codec measured
+    resumed: int = 0  # rows taken from the cache of an earlier (interrupted or sharded) run
 
 
 def nrmse_valid(codec: codecs.Codec, split: datasets.KpiSplit) -> float:
@@ -361,9 +362,10 @@ def steps(plan: Plan, data: Data, runs: Path, out: Measured) -> list[tuple[str, 
             *(shared(K, L0) for K, L0 in plan.sdlgm), *log1p, *(group(g) for g in lsq)]
 
 
-def run(plan: Plan, data: Data, runs: Path) -> Measured:
+def run(plan: Plan, data: Data, runs: Path, shard: tuple[int, int] | None = None) -> Measured:
     """Every step of the plan, skipping those whose rows `runs`/rows.jsonl already holds (a resumed run),
-    then the committed bundle (measured afresh every time: it changes with `make default-model`)."""
+    then the committed bundle (measured afresh every time: it changes with `make default-model`). With
+    shard (k, n), only the steps whose index is k modulo n, and no bundle row: n processes share a run."""
     out = Measured()
     done: dict[str, dict[str, Any]] = {}
     cache = runs / ROWS_FILE
@@ -372,14 +374,18 @@ def run(plan: Plan, data: Data, runs: Path) -> Measured:
             entry = json.loads(line)
             done[entry["key"]] = entry["row"]
     runs.mkdir(parents=True, exist_ok=True)
-    for key, go in steps(plan, data, runs, out):
+    for i, (key, go) in enumerate(steps(plan, data, runs, out)):
+        if shard is not None and i % shard[1] != shard[0]:
+            continue
         if key in done:
             out.rows.append(done[key])
+            out.resumed += 1
             continue
         row = go()
         with cache.open("a") as f:
             f.write(json.dumps({"key": key, "row": row}) + "\n")
-    measure(BundleCodec(BUNDLE, ROOT), data, out)
+    if shard is None:
+        measure(BundleCodec(BUNDLE, ROOT), data, out)
     return out
 
 
@@ -415,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", default=str(ROOT / "docs" / "results"), help="folder for kpi_rd.json and .png")
     p.add_argument("--doc", default=str(ROOT / "docs" / "kpi.md"))
     p.add_argument("--runs", help="folder for the SDLGM checkpoints (default: a temporary folder)")
+    p.add_argument("--shard", help="K/N: measure only every N-th step from the K-th (0-based) into --runs' "
+                   "rows.jsonl and write no results; a run without --shard then assembles them")
     p.add_argument("--lsq", type=int, nargs="*", help="bytes of the LSQ points (default: the plan's; LSQ's "
                    "fit takes minutes at 12 and 16 bytes)")
     args = p.parse_args(argv)
@@ -429,10 +437,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with threadpool_limits(1), tempfile.TemporaryDirectory() as tmp:
             data = load_data(load_config(CONFIG), plan.rows)
-            measured = run(plan, data, Path(args.runs) if args.runs else Path(tmp))
-            meta = {**context(plan, data), "seconds": time.perf_counter() - t0}
+            shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
+            if shard is not None and (not args.runs or len(shard) != 2 or not 0 <= shard[0] < shard[1]):
+                p.error("--shard K/N needs 0 <= K < N and --runs")
+            measured = run(plan, data, Path(args.runs) if args.runs else Path(tmp), shard)  # type: ignore[arg-type]
+            meta = {**context(plan, data), "seconds": time.perf_counter() - t0, "resumed_rows": measured.resumed,
+                    "fit_seconds_total": sum(r.get("fit_seconds", 0.0) for r in measured.rows)}
     finally:
         torch.set_num_threads(threads)
+    if shard is not None:
+        print(f"kpi_rd: shard {args.shard} done in {meta['seconds']:.0f} s; rows in {Path(args.runs) / ROWS_FILE}")
+        return 0
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     content = {"meta": meta, "rows": measured.rows}
