@@ -129,8 +129,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         f"{first['test_rows']} test images; the importance-sampled -log p(x) on {first['is_rows']} of them",
         f"({first['is_subset']}; ± its standard error), with {first['is_samples']} samples per image.",
         "",
-        "| method | discrete -ELBO | relaxed -ELBO | IS -log p(x) | mode-code recon NLL | KL | mean L | ms/iter | iterations |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | discrete -ELBO | relaxed -ELBO | IS -log p(x) | mode-code recon NLL | KL | mean L | ms/iter | iterations | wall min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mean_l = "" if r["mean_L"] is None else f"{r['mean_L']:.1f}"
@@ -138,8 +138,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         is_cell = f"{r['is_nll']:.2f}" + (f" ± {se:.2f}" if se is not None else "")
         lines.append(f"| {r['method']} | {r['discrete_neg_elbo']:.2f} | {r['relaxed_neg_elbo']:.2f} | "
                      f"{is_cell} | {r['mode_code_recon_nll']:.2f} | {r['kl']:.1f} | {mean_l} | "
-                     f"{r['ms_per_iter']:.1f} | {r['iterations']} |")
-    lines += ["", "Batch 100; Adam 1e-3 unless the row says otherwise. Each row is one seed (0).", "",
+                     f"{r['ms_per_iter']:.1f} | {r['iterations']} | {r['seconds_total'] / 60:.0f} |")
+    lines += ["", "Batch 100; Adam 1e-3 unless the row says otherwise. Each row is one seed (0). ms/iter and the wall "
+              "time (training and this evaluation) are on one thread of this 2-core machine, shared with another "
+              "job while these rows ran.", "",
               "## The papers' figures", "", "| source | -ELBO | what it measures |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in PAPER]
     return "\n".join(lines) + "\n"
