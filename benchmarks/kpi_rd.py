@@ -362,21 +362,24 @@ def steps(plan: Plan, data: Data, runs: Path, out: Measured) -> list[tuple[str, 
             *(shared(K, L0) for K, L0 in plan.sdlgm), *log1p, *(group(g) for g in lsq)]
 
 
+def cached(path: Path) -> dict[str, dict[str, Any]]:
+    """The rows a run's rows.jsonl holds, by step key."""
+    if not path.exists():
+        return {}
+    return {e["key"]: e["row"] for e in map(json.loads, path.read_text().splitlines())}
+
+
 def run(plan: Plan, data: Data, runs: Path, shard: tuple[int, int] | None = None) -> Measured:
     """Every step of the plan, skipping those whose rows `runs`/rows.jsonl already holds (a resumed run),
     then the committed bundle (measured afresh every time: it changes with `make default-model`). With
     shard (k, n), only the steps whose index is k modulo n, and no bundle row: n processes share a run."""
     out = Measured()
-    done: dict[str, dict[str, Any]] = {}
     cache = runs / ROWS_FILE
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            entry = json.loads(line)
-            done[entry["key"]] = entry["row"]
     runs.mkdir(parents=True, exist_ok=True)
     for i, (key, go) in enumerate(steps(plan, data, runs, out)):
         if shard is not None and i % shard[1] != shard[0]:
             continue
+        done = cached(cache)  # read before every step: another shard may have measured it meanwhile
         if key in done:
             out.rows.append(done[key])
             out.resumed += 1
