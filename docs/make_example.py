@@ -1,5 +1,6 @@
 """Writes docs/examples/window.json: the first held-out 10-second KPI window of the default model's test
-traces, as the body of a POST /encode (the README's curl example). Run: `python docs/make_example.py`."""
+traces, as the body of a POST /encode (the README's curl example), and window_enum.json: the same body
+asking for the enum format. Run: `python docs/make_example.py`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def main() -> int:
     task = load_task(saved_config(m.training["config"]).data)
     body = {"vector": [round(float(v), 3) for v in task.test[0]]}
     (ROOT / "docs" / "examples" / "window.json").write_text(json.dumps(body) + "\n")
+    (ROOT / "docs" / "examples" / "window_enum.json").write_text(json.dumps({**body, "format": "enum"}) + "\n")
     return 0
 
 

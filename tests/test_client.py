@@ -206,5 +206,5 @@ def test_the_readme_example_runs_and_says_what_it_gets(default_server: Server, m
     exec(compile(block.replace("http://127.0.0.1:8000", default_server.url), "README.md", "exec"), scope)
     codes, x_hat = scope["codes"], scope["x_hat"]
     assert isinstance(codes, Codes) and isinstance(x_hat, np.ndarray)
-    assert (codes.model, codes.format, [len(b) for b in codes.blobs]) == ("kpi5g", "v1", [8])
-    assert x_hat.shape == (1, 80) and round(float(x_hat[0, 0]), 2) == -100.96
+    assert (codes.model, codes.format, [len(b) for b in codes.blobs]) == ("kpi5g", "enum", [2])
+    assert x_hat.shape == (1, 80) and round(float(x_hat[0, 0]), 2) == -102.36
