@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tables import merge_row
 
 from bundle.formats import CodeSpace
 from model import registry
@@ -79,12 +80,7 @@ def run_row(name: str, config: str, overrides: dict[str, object], iterations: in
 
 
 def merge(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
-    order = [r for r, _, _ in ROWS]
-    rows = json.loads(path.read_text()) if path.exists() else []
-    rows = [r for r in rows if r["row"] in order and r["row"] != row["row"]] + [row]
-    rows.sort(key=lambda r: order.index(r["row"]))
-    path.write_text(json.dumps(rows, indent=1) + "\n")
-    return rows
+    return merge_row(path, row, "row", [r for r, _, _ in ROWS], indent=1)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tables import merge_row
+
 from training.config import RunConfig, load_config, saved_config
 from training.evaluate import evaluate
 from training.loop import read_checkpoint
@@ -108,14 +110,8 @@ def run_one(method: str, cfg: RunConfig, out: Path, progress: bool, reuse: bool)
 
 
 def merge(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
-    """Put row into the table on disk (replacing the same method's), in METHODS order; read just before
-    writing so that runs of different methods (--only) can share one table."""
-    order = [m for m, _, _ in METHODS]
-    rows = json.loads(path.read_text()) if path.exists() else []
-    rows = [r for r in rows if r["method"] in order and r["method"] != row["method"]] + [row]
-    rows.sort(key=lambda r: order.index(r["method"]))
-    path.write_text(json.dumps(rows, indent=2) + "\n")
-    return rows
+    """Put row into the table on disk (replacing the same method's), in METHODS order."""
+    return merge_row(path, row, "method", [m for m, _, _ in METHODS])
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
