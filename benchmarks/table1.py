@@ -46,7 +46,7 @@ METHODS: list[tuple[str, str, dict[str, object]]] = [
      {"model.gated_kl": True}),
     ("SDLGM, gate in the slot 40 x (5 + off), learned prior, Gumbel-Rao, tau=1, Adam 2e-3 cosine, paper nets",
      "mnist-sdlgm.yaml", SLOT_RECIPE),
-    ("SDLGM, gate in the slot, Gumbel-Rao, tau=0.5, KL warm-up 2k, Adam 2e-3 cosine, GS-VAE nets",
+    ("SDLGM, gate in the slot, Gumbel-Rao, tau=0.5, KL warm-up 2k, Adam 2e-3 cosine, nets 512-256 / 256-512",
      "mnist-sdlgm-slot.yaml", {}),
     ("GS-VAE 20x10 with the same recipe (Gumbel-Rao, tau=0.5, KL warm-up 2k, Adam 2e-3 cosine)", "mnist-gsvae.yaml",
      {"train.estimator": "gr", "train.lr": 0.002, "train.lr_final": 0.0001, "train.kl_warmup": 2000,
