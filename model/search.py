@@ -13,7 +13,8 @@ Posterior: a point mass at the code the encoder finds (KL = M log C against the 
   2. `sweeps` rounds of coordinate descent under the whole decoder g: for each slot in turn, of the
      `candidates` categories nearest under T (the others held), the one with the least ||x - g(z)||^2.
 Both are static-shaped tensor programs, so the bundle's encoder graph runs the same search in onnxruntime
-and gives one-hot scores (B, M, C) whose argmax is the code.
+and gives the posterior's log-probabilities (B, M, C): 0 at the code and POINT_MASS_LOG elsewhere, so
+that a sample of the bundle's posterior (/encode with "stochastic") is the code itself.
 
 Training (`initialise`, then the one loop): T starts at faiss's residual-quantization codebooks fitted on
 the training windows (beam `train_beam`), so the model starts exactly at RQ; each step encodes the batch by beam
@@ -37,6 +38,9 @@ from torch import nn
 from model.family import Batch, DataShape, Family, Generative, Options, Widths
 from model.relax import Mode
 from model.sdlgm import log_likelihood, mlp
+
+
+POINT_MASS_LOG = -1e4  # log q of a category other than the code's: no Gumbel draw reaches it
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,8 @@ class SearchSDLGM(Generative):
         return chosen[:, 0]
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) standardized -> (B, M, C) one-hot scores of the searched code (what the encoder graph gives)."""
+        """(B, D) standardized -> (B, M, C) log q of each slot's category: 0 at the searched code,
+        POINT_MASS_LOG elsewhere (what the encoder graph gives)."""
         cfg = self.cfg
         t = self.table
         sym = self.beam_search(x)
@@ -170,7 +175,7 @@ class SearchSDLGM(Generative):
                 err = ((x.unsqueeze(1) - out) ** 2).sum(-1)  # (B, k)
                 sym = sym.clone()
                 sym[:, m] = torch.gather(cand, 1, err.argmin(1, keepdim=True)).squeeze(1)
-        return onehot.scatter_(2, sym.unsqueeze(-1), 1.0)
+        return (onehot.scatter_(2, sym.unsqueeze(-1), 1.0) - 1.0) * -POINT_MASS_LOG
 
     def search(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) standardized -> (B, M) the code the service sends."""

@@ -118,6 +118,8 @@ def test_the_bundle_sends_m_bytes_and_decodes_as_the_model(kpi_run: tuple[Path, 
     _, counts = rt.encode(x)
     _, ref = model.eval().encode(model.standardize(torch.from_numpy(x)))
     assert (counts != ref.numpy()).any(axis=1).mean() <= 0.02  # float32 near-ties aside, the same code
+    sampled = rt.encode(x, np.random.default_rng(0))[1]  # the posterior is a point mass at the code
+    assert np.array_equal(sampled, counts)
     blobs = formats.pack("enum", counts, m.code_space, None)
     assert {len(b) for b in blobs} == {2}
     back = np.stack([formats.unpack("enum", b, m.code_space, None) for b in blobs])
