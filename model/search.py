@@ -39,7 +39,6 @@ from model.family import Batch, DataShape, Family, Generative, Options, Widths
 from model.relax import Mode
 from model.sdlgm import log_likelihood, mlp
 
-
 POINT_MASS_LOG = -1e4  # log q of a category other than the code's: no Gumbel draw reaches it
 
 
