@@ -51,11 +51,11 @@ ROWS: list[tuple[str, str, dict[str, object]]] = [
     ("partitioned + Gumbel-Rao, tau 0.5", SHARED, {**SLOT, "train.estimator": "gr", "train.tau.tau0": 0.5,
                                                  "train.tau_z.tau0": 0.5}),
     ("partitioned, 10x the iterations", SHARED, {**SLOT, "iterations": LONG}),
-    ("search family M=4: RQ-initialised table + residual MLP, beam 64 + coordinate descent (the default)",
-     SEARCH, {}),
-    ("search family M=4, table frozen at RQ's codebooks", SEARCH, {"model.table_lr_scale": 0.0}),
-    ("search family M=4, no coordinate descent (beam search only)", SEARCH, {"model.sweeps": 0}),
-    ("search family M=4, encoder beam 16", SEARCH, {"model.beam": 16}),
+    ("search family M=4: RQ-initialised table + residual MLP, beam search + coordinate descent (the default's recipe)",
+     SEARCH, {"model.M": 4}),
+    ("search family M=4, table frozen at RQ's codebooks", SEARCH, {"model.M": 4, "model.table_lr_scale": 0.0}),
+    ("search family M=4, no coordinate descent (beam search only)", SEARCH, {"model.M": 4, "model.sweeps": 0}),
+    ("search family M=4, encoder beam 64", SEARCH, {"model.M": 4, "model.beam": 64}),
 ]
 
 
