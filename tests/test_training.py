@@ -55,6 +55,24 @@ def test_resume_continues_exactly(tmp_path: Path, lr_final: float | None) -> Non
     assert ck["step"] == 20
 
 
+def test_resume_accepts_a_checkpoint_saved_before_an_option_existed_and_refuses_another_model(tmp_path: Path) -> None:
+    cfg = load_config("configs/kpi5g-shared.yaml", {"train.iterations": 20, "data.stride": 10, "train.checkpoint_every": 10,
+                                              "train.eval_every": 10, "model.encoder": [16], "model.decoder": [16],
+                                              "model.sparsity": [8]})
+    task = load_task(cfg.data)
+    train(cfg, task, tmp_path / "run", progress=False, stop_after=10)
+    ck_path = tmp_path / "run" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=False)
+    del ck["run_config"]["model"]["usage_weight"]  # as written before the option was added (at its default)
+    torch.save(ck, ck_path)
+    _, _ = train(cfg, task, tmp_path / "run", resume=True, progress=False)
+    assert load_checkpoint(ck_path)[3]["step"] == 20
+    other = load_config("configs/kpi5g-shared.yaml", {"train.iterations": 30, "data.stride": 10, "model.encoder": [16],
+                                                "model.decoder": [16], "model.sparsity": [8], "model.L0": 3})
+    with pytest.raises(ValueError, match="was trained with model"):
+        train(other, task, tmp_path / "run", resume=True, progress=False)
+
+
 def test_dis_on_emotions_trains_and_exports_with_labels(tmp_path: Path) -> None:
     run, bundle = tmp_path / "run", tmp_path / "bundle"
     assert main(["train", "--config", "configs/emotions-dis.yaml", "--out", str(run), *TINY]) == 0

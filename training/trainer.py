@@ -85,8 +85,9 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
     ck_path = out_dir / CHECKPOINT
     if resume and ck_path.exists():
         saved = resume_from(ck_path, loop, modules)
-        if saved["run_config"]["model"] != cfg.model.model_dump(mode="json"):
-            raise ValueError(f"{ck_path} was trained with model {saved['run_config']['model']}, not {cfg.model}")
+        trained = saved_config(saved["run_config"]).model  # options added since default to the same model
+        if trained != cfg.model:
+            raise ValueError(f"{ck_path} was trained with model {trained}, not {cfg.model}")
     else:
         model.initialise(x_train)
         if (out_dir / METRICS).exists():
