@@ -3,6 +3,7 @@ exact resume (N steps = N/2 steps, stop, resume, N/2 steps: identical weights) f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -118,3 +119,33 @@ def test_run_writes_metrics_calls_the_evaluation_and_checkpoints(tmp_path: Path)
     assert {"loss", "err", "seconds"} <= set(lines[0])
     ck = torch.load(tmp_path / "ck.pt", weights_only=False)
     assert ck["step"] == 7 and ck["note"] == "kept" and set(ck["modules"]) == {"net"}
+
+
+def test_the_steps_time_is_summed_across_a_resume(tmp_path: Path) -> None:
+    cfg = LoopConfig(steps=20, batch_size=5, seed=3)
+    half, net = _problem(cfg)
+    hooks = RunHooks(checkpoint=tmp_path / "ck.pt", checkpoint_every=100, modules={"net": net},
+                     metrics=tmp_path / "m.jsonl", eval_every=10)
+    run(half, hooks, stop_after=10)
+    first = half.seconds
+    assert half.timed_steps == 10 and first > 0
+    resumed, resumed_net = _problem(cfg)
+    resume(tmp_path / "ck.pt", resumed, {"net": resumed_net})
+    assert (resumed.seconds, resumed.timed_steps) == (first, 10)
+    run(resumed, dataclasses.replace(hooks, modules={"net": resumed_net}))
+    lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["timed_steps"]) for r in lines] == [(10, 10), (20, 20)]
+    assert lines[0]["seconds"] == first < lines[1]["seconds"] == resumed.seconds
+
+
+def test_a_checkpoint_written_before_timing_resumes_with_no_timed_steps(tmp_path: Path) -> None:
+    cfg = LoopConfig(steps=20, batch_size=5, seed=3)
+    loop, net = _problem(cfg)
+    run(loop, RunHooks(checkpoint=tmp_path / "ck.pt", checkpoint_every=100, modules={"net": net}), stop_after=10)
+    ck = torch.load(tmp_path / "ck.pt", weights_only=False)
+    del ck["seconds"], ck["timed_steps"]
+    torch.save(ck, tmp_path / "ck.pt")
+    resumed, resumed_net = _problem(cfg)
+    resume(tmp_path / "ck.pt", resumed, {"net": resumed_net})
+    run(resumed)
+    assert resumed.step == 20 and resumed.timed_steps == 10  # only the steps it timed itself

@@ -5,7 +5,8 @@ a step down by a divisor), optional gradient clipping and the batch order, and m
     next row indices -> loss terms = step_loss(rows, step) -> backward on terms["loss"] -> update.
 `run` drives a Loop for a whole run: a tqdm progress bar, metrics as JSON lines, an evaluation hook, and
 checkpoints from which `resume` continues exactly (the model, the optimizer, the step, torch's global RNG
-and the batch order's generator, permutation and cursor all travel in the file).
+and the batch order's generator, permutation and cursor all travel in the file, with the summed time of
+the steps taken: the metrics' `seconds` over `timed_steps`).
 
 Batch orders, each from its own seeded torch.Generator (so that the model's own noise, drawn from the
 global RNG, is untouched by it):
@@ -123,6 +124,8 @@ class Loop:
             self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.batches = Batches(rows, cfg.batch_size, cfg.order, cfg.drop_last, cfg.seed)
         self.step = 0  # steps done
+        self.seconds = 0.0  # wall time of the timed steps, summed over every run and resume
+        self.timed_steps = 0  # steps whose time `seconds` holds (a checkpoint older than the timing has fewer)
         self._set_lr()
 
     def _set_lr(self) -> None:
@@ -148,7 +151,7 @@ class Loop:
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "step": self.step, "torch_rng": torch.get_rng_state(),
-                "batches": self.batches.state_dict()}
+                "batches": self.batches.state_dict(), "seconds": self.seconds, "timed_steps": self.timed_steps}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -156,6 +159,7 @@ class Loop:
         self._set_lr()
         torch.set_rng_state(state["torch_rng"])
         self.batches.load_state_dict(state["batches"])
+        self.seconds, self.timed_steps = float(state.get("seconds", 0.0)), int(state.get("timed_steps", 0))
 
 
 def save_checkpoint(path: Path, loop: Loop, modules: Mapping[str, nn.Module], extra: Mapping[str, Any]) -> None:
@@ -201,28 +205,30 @@ def run(loop: Loop, hooks: RunHooks | None = None, stop_after: int | None = None
     hooks = hooks or RunHooks()
     steps = loop.cfg.steps
     stop = steps if stop_after is None else min(stop_after, steps)
-    t0 = time.perf_counter()
     bar = tqdm(range(loop.step, stop), initial=loop.step, total=steps, disable=not hooks.progress,
                desc=hooks.desc, dynamic_ncols=True)
     log: IO[str] | None
     with hooks.metrics.open("a") if hooks.metrics is not None else nullcontext() as log:
         for step in bar:
+            t0 = time.perf_counter()
             terms = loop.one_step()
+            loop.seconds += time.perf_counter() - t0
+            loop.timed_steps += 1
             done = step + 1
             if done % 50 == 0:
                 bar.set_postfix(loss=f"{float(terms['loss']):.2f}")
             if hooks.eval_every is not None and (done % hooks.eval_every == 0 or done == steps):
-                _log_eval(log, hooks, step, terms, time.perf_counter() - t0)
+                _log_eval(log, hooks, step, terms, loop.seconds, loop.timed_steps)
             if hooks.checkpoint is not None and hooks.checkpoint_every is not None and (
                     done % hooks.checkpoint_every == 0 or done in (steps, stop)):
                 save_checkpoint(hooks.checkpoint, loop, hooks.modules or {}, hooks.extra or {})
 
 
 def _log_eval(log: IO[str] | None, hooks: RunHooks, step: int, terms: Mapping[str, torch.Tensor],
-              seconds: float) -> None:
+              seconds: float, timed_steps: int) -> None:
     done = step + 1
     stats = {k: float(v.mean()) for k, v in terms.items()}
-    record = {"step": done, "split": "train", "seconds": seconds, **stats,
+    record = {"step": done, "split": "train", "seconds": seconds, "timed_steps": timed_steps, **stats,
               **(hooks.record(step) if hooks.record else {})}
     valid = hooks.evaluate(step) if hooks.evaluate else None
     if log is not None:
