@@ -52,22 +52,24 @@ def test_metrics_follow_the_traffic(api: TestClient) -> None:
     def delta(metric: str, **labels: str) -> float:
         return value(after, metric, **labels) - value(before, metric, **labels)
 
-    ok = {"endpoint": "/encode", "model": "kpi5g", "status": "200"}
+    kpi = {"model": "kpi5g", "version": api.get("/v1/models/kpi5g").json()["version"]}
+    none = {"model": "", "version": ""}  # a request that named no loaded model
+    ok = {"endpoint": "/encode", **kpi, "status": "200"}
     assert delta("sdlgm_requests_total", **ok) == 4
     assert delta("sdlgm_request_duration_seconds_count", **ok) == 4
-    assert delta("sdlgm_requests_total", endpoint="/encode", model="kpi5g", status="400") == 1  # D is checked
-    assert delta("sdlgm_requests_total", endpoint="/v1/models/{name}", model="", status="200") == 1
-    assert delta("sdlgm_requests_total", endpoint="other", model="", status="404") == 1
+    assert delta("sdlgm_requests_total", endpoint="/encode", **kpi, status="400") == 1  # D is checked
+    assert delta("sdlgm_requests_total", endpoint="/v1/models/{name}", **none, status="200") == 1
+    assert delta("sdlgm_requests_total", endpoint="other", **none, status="404") == 1
     assert delta("sdlgm_errors_total", kind="invalid_input") == 1
     assert delta("sdlgm_errors_total", kind="not_found") == 1
-    assert delta("sdlgm_batch_size_count", endpoint="/encode", model="kpi5g") == 4
-    assert delta("sdlgm_batch_size_sum", endpoint="/encode", model="kpi5g") == 7
-    assert delta("sdlgm_code_L_hat_count", model="kpi5g") == 7
-    assert delta("sdlgm_code_nnz_count", model="kpi5g") == 7
+    assert delta("sdlgm_batch_size_count", endpoint="/encode", **kpi) == 4
+    assert delta("sdlgm_batch_size_sum", endpoint="/encode", **kpi) == 7
+    assert delta("sdlgm_code_L_hat_count", **kpi) == 7
+    assert delta("sdlgm_code_nnz_count", **kpi) == 7
     for graph in ("encoder", "sparsity"):
-        assert delta("sdlgm_inference_seconds_count", model="kpi5g", graph=graph) == 4
-    assert delta("sdlgm_input_bytes_total", model="kpi5g") == 7 * 80 * 4
-    assert delta("sdlgm_code_bytes_total", model="kpi5g") == 7 * enc["size_bytes"]  # 7 times this vector
+        assert delta("sdlgm_inference_seconds_count", **kpi, graph=graph) == 4
+    assert delta("sdlgm_input_bytes_total", **kpi) == 7 * 80 * 4
+    assert delta("sdlgm_code_bytes_total", **kpi) == 7 * enc["size_bytes"]  # 7 times this vector
     assert value(after, "sdlgm_in_flight_requests") == 1  # the scrape itself
 
 
@@ -75,7 +77,7 @@ def test_model_info_names_each_model_with_its_provider(api: TestClient) -> None:
     samples = scrape(api)
     models = {m["name"]: m for m in api.get("/v1/models").json()["models"]}
     for name, m in models.items():
-        assert value(samples, "sdlgm_model_info", name=name, version=m["version"], fingerprint=m["fingerprint"],
+        assert value(samples, "sdlgm_model_info", model=name, version=m["version"], fingerprint=m["fingerprint"],
                      provider="CPUExecutionProvider") == 1
 
 
@@ -94,15 +96,18 @@ def test_code_sizes_per_format_and_the_sampled_round_trip_error(models_dir: Path
         enc = client.post("/encode", json={"vectors": x.tolist(), "format": "enum"}).json()["codes"]
         client.post("/encode", json={"vectors": x[:2].tolist()})
         after = scrape(client)
-    assert value(after, "sdlgm_roundtrip_nrmse_count", model="kpi5g") - \
-        value(before, "sdlgm_roundtrip_nrmse_count", model="kpi5g") == 8
-    assert value(after, "sdlgm_roundtrip_nrmse_sum", model="kpi5g") - value(
-        before, "sdlgm_roundtrip_nrmse_sum", model="kpi5g") == pytest.approx(want.sum() + want[:2].sum(), rel=1e-5)
-    assert value(after, "sdlgm_code_size_bytes_count", model="kpi5g", format="enum") == 6
-    assert value(after, "sdlgm_code_size_bytes_sum", model="kpi5g", format="enum") == sum(
+    kpi = {"model": "kpi5g", "version": manifest.version}
+    assert value(after, "sdlgm_roundtrip_nrmse_count", **kpi) - value(before, "sdlgm_roundtrip_nrmse_count", **kpi) == 8
+    assert value(after, "sdlgm_roundtrip_nrmse_sum", **kpi) - value(
+        before, "sdlgm_roundtrip_nrmse_sum", **kpi) == pytest.approx(want.sum() + want[:2].sum(), rel=1e-5)
+    assert value(after, "sdlgm_roundtrip_squared_nrmse_total", **kpi) - value(
+        before, "sdlgm_roundtrip_squared_nrmse_total", **kpi) == pytest.approx(
+        (want**2).sum() + (want[:2] ** 2).sum(), rel=1e-5)
+    assert value(after, "sdlgm_code_size_bytes_count", **kpi, format="enum") == 6
+    assert value(after, "sdlgm_code_size_bytes_sum", **kpi, format="enum") == sum(
         c["size_bytes"] for c in enc) == 6 * 3
-    assert value(after, "sdlgm_code_size_bytes_count", model="kpi5g", format="v1") == 2
+    assert value(after, "sdlgm_code_size_bytes_count", **kpi, format="v1") == 2
     with open_app(settings_of(models_dir=models_dir, quality_sample_rate=0.0)) as client:
         client.post("/encode", json={"vectors": x.tolist()})
         none = scrape(client)
-    assert value(none, "sdlgm_roundtrip_nrmse_count", model="kpi5g") == 0
+    assert value(none, "sdlgm_roundtrip_nrmse_count", **kpi) == 0
