@@ -298,5 +298,7 @@ def test_two_workers_answer_and_metrics_count_the_requests_of_both(models_dir: P
     assert value(samples, "sdlgm_in_flight_requests") == 1  # the scrape itself, summed over the live workers
     assert value(samples, "sdlgm_model_info", model="kpi5g", version=m.version, fingerprint=m.fingerprint,
                  provider="CPUExecutionProvider") == 1  # each worker's 1, not their sum
+    rss = {dict(labels)["pid"] for name, labels in samples if name == "process_resident_memory_bytes"}
+    assert rss == {str(pid) for pid in pids}  # each worker's own process metrics, labelled with its pid
     assert not metrics_dir.exists()  # removed by the launcher on exit
     assert np.median(keep_alive) < 0.02  # no ~40 ms wait for a delayed ACK (TCP_NODELAY on the workers' sockets)
