@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve test lint mutation serve bench default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
+.PHONY: help venv venv-serve tools test lint mutation serve bench default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -30,7 +30,21 @@ venv: $(VENV)/.installed ## the development environment (train + serve + test to
 
 venv-serve: $(SERVE_VENV)/.serve-extra-installed ## the serving environment alone (docker/serve.lock, no torch) in .venv-serve
 
-test: venv venv-serve ## run the whole test suite (creates both environments first)
+# Debian tools the tests run, as path:package: promtool (tests/test_alerts.py; in the prometheus package),
+# chromium and chromedriver (tests/test_status_page.py).
+DEBIAN_TOOLS := /usr/bin/promtool:prometheus /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+
+tools: ## install the Debian tools the tests need when missing: promtool, chromium, chromium-driver (as root; about a minute)
+	@missing=""; for t in $(DEBIAN_TOOLS); do [ -x "$${t%%:*}" ] || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "missing:$$missing; as root: apt-get install -y --no-install-recommends$$missing" >&2; exit 1; \
+		fi; \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: venv venv-serve tools ## run the whole test suite (creates both environments and installs the Debian tools first)
 	$(VENV)/bin/pytest
 
 lint: venv ## ruff and mypy

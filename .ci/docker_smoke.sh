@@ -11,6 +11,10 @@
 #   up          docker-compose up -d, then wait until the sdlgm healthcheck reports healthy
 #   api         /v1/models, /encode, /decode (both code forms), a bad request and /metrics, inside the container
 #   prometheus  through Prometheus's HTTP API: up{job="sdlgm"} == 1 and sum(sdlgm_requests_total) > 0
+#   rules       /api/v1/rules lists every alert of docker/alerts.yml, each evaluated with health ok, none firing
+#   dashboard   every query of docker/grafana/dashboards/sdlgm.json ($__rate_interval as 1m, $model as .*)
+#               and its model variable's label_values answer without error from that Prometheus, and every
+#               query whose series all exist has data
 #   user        the service runs as a non-root uid
 #   stop        docker stop -t 10 (SIGTERM) ends it with exit code 0 within the grace period
 #   down        docker-compose down -v; no container, network or volume of the project is left
@@ -339,6 +343,102 @@ while True:
     time.sleep(2)
 PY
 step_done "up == 1 and requests counted"
+
+# ---------------------------------------------------------------------------------------------------
+step rules
+mapfile -t ALERTS < <(sed -n 's/^ *- alert: *\([A-Za-z0-9_]*\).*/\1/p' docker/alerts.yml)
+[ "${#ALERTS[@]}" -gt 0 ] || die "no alert found in docker/alerts.yml"
+"$PYTHON" - "$HOST_PORT_PROMETHEUS" "$SCRAPED_WITHIN_S" "${ALERTS[@]}" <<'PY' || die "the alert rules are not loaded"
+import json
+import sys
+import time
+import urllib.request
+
+port, within, want = sys.argv[1], float(sys.argv[2]), set(sys.argv[3:])
+
+
+def get(path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        return json.load(resp)["data"]
+
+
+deadline = time.monotonic() + within
+while True:  # a rule's health is "unknown" until its group's first evaluation
+    rules = {r["name"]: r for g in get("/api/v1/rules?type=alert")["groups"] for r in g["rules"]}
+    if set(rules) == want and all(r["health"] == "ok" for r in rules.values()):
+        break
+    if time.monotonic() > deadline:
+        raise SystemExit(f"after {within:g}s: rules {({n: r['health'] for n, r in rules.items()})}, want {sorted(want)}")
+    time.sleep(2)
+firing = [a["labels"]["alertname"] for a in get("/api/v1/alerts")["alerts"] if a["state"] == "firing"]
+if firing:
+    raise SystemExit(f"alerts firing on a healthy stack: {firing}")
+print(f"{len(rules)} alert rules loaded and evaluated, none firing")
+PY
+step_done "${#ALERTS[@]} alerts loaded, health ok, none firing"
+
+# ---------------------------------------------------------------------------------------------------
+step dashboard
+"$PYTHON" - "$HOST_PORT_PROMETHEUS" docker/grafana/dashboards/sdlgm.json "${SDLGM_DEFAULT_MODEL:-kpi5g}" \
+  "$SCRAPED_WITHIN_S" <<'PY' \
+  || die "a dashboard query failed against Prometheus"
+"""Each panel query as Grafana would send it (its variables filled in), against the stack's Prometheus:
+every one answers, and every one whose series all exist has data (rates once two scrapes are in)."""
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+port, path, model, within = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+base = f"http://127.0.0.1:{port}/api/v1"
+METRIC = re.compile(r"\b((?:sdlgm|process)_\w+|up)\b(?=[{\[)\s])")
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:  # a bad query is a 400 with Prometheus's error in the body
+        return json.load(exc)
+
+
+def has_series(name):
+    return bool(get(f"{base}/series?" + urllib.parse.urlencode({"match[]": name}))["data"])
+
+
+dashboard = json.load(open(path))
+targets = [(p["title"], t["expr"].replace("$__rate_interval", "1m").replace("$model", ".*"))
+           for p in dashboard["panels"] for t in p.get("targets", [])]
+deadline = time.monotonic() + within
+while True:
+    failed, missing, no_traffic = [], [], []
+    for title, query in targets:
+        answer = get(f"{base}/query?" + urllib.parse.urlencode({"query": query}))
+        if answer.get("status") != "success":
+            failed.append(f"{title}: {query}: {answer.get('error')}")
+        elif not answer["data"]["result"]:
+            absent = [name for name in METRIC.findall(query) if not has_series(name)]
+            (no_traffic if absent else missing).append(f"{title}: {query}" + (f" (no {absent})" if absent else ""))
+    if failed:
+        raise SystemExit("\n".join(failed))
+    if not missing:
+        break
+    if time.monotonic() > deadline:
+        raise SystemExit("no data after %gs although their series exist:\n%s" % (within, "\n".join(missing)))
+    time.sleep(2)
+for variable in dashboard["templating"]["list"]:
+    if variable["type"] == "query":  # label_values(metric, label)
+        metric, label = variable["definition"][len("label_values("):-1].split(", ")
+        values = get(f"{base}/label/{label}/values?" + urllib.parse.urlencode({"match[]": metric}))["data"]
+        if model not in values:
+            raise SystemExit(f"variable {variable['name']}: {variable['definition']} gives {values}, not {model}")
+print(f"{len(targets)} queries answered, {len(targets) - len(no_traffic)} with data; without (series the smoke's "
+      f"traffic makes none of): {no_traffic}")
+PY
+step_done "every query of docker/grafana/dashboards/sdlgm.json answered, with data where its series exist"
 
 # ---------------------------------------------------------------------------------------------------
 step user

@@ -49,7 +49,7 @@ class Capacity:
 
     def adjust(self, model: str, n: int) -> None:
         self._used[model] = self.used(model) + n
-        self._metrics.queue_vectors.labels(model=model).set(self._used[model])
+        self._metrics.queue_vectors.labels(**self._metrics.of(model)).set(self._used[model])
 
     def hold(self, model: str, n: int) -> Hold | None:
         """n vectors of the model held, or None when they do not fit."""
@@ -159,7 +159,7 @@ class ShedGuard:
         hold = self.capacity.hold(target.model, n)
         if hold is None:
             scope.setdefault("state", {})[MODEL_STATE_KEY] = target.model
-            self.metrics.shed.labels(model=target.model).inc()
+            self.metrics.shed.labels(**self.metrics.of(target.model)).inc()
             await drain_body(receive, self.max_drain_bytes)  # a client still sending reads the 503, not a reset
             exc = overloaded(target.model, n, self.capacity.used(target.model), self.capacity.limit)
             await error_response(self.metrics, exc.status, exc.kind, exc.message, headers=exc.headers)(

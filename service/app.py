@@ -43,14 +43,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     scheduler = Scheduler(settings, metrics, capacity)
 
     def observe(model: str, graph: str, seconds: float) -> None:
-        metrics.inference.labels(model=model, graph=graph).observe(seconds)
+        metrics.inference.labels(**metrics.of(model), graph=graph).observe(seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = await anyio.to_thread.run_sync(load_registry, settings, observe)
-        for name, m in registry.models.items():
-            metrics.model_info.labels(name=name, version=m.manifest.version, fingerprint=m.manifest.fingerprint,
-                                      provider=m.provider).set(1)
+        for runtime in registry.models.values():
+            metrics.model_loaded(runtime)
+        metrics.ready.set(0 if registry.not_ready() else 1)
         app.state.registry = registry
         for reason in registry.not_ready():
             log.warning("not ready: %s", reason)

@@ -169,8 +169,9 @@ class Scheduler:
         if batcher is None:
             if self._tasks is None:
                 raise RuntimeError("the scheduler is not running (the app's lifespan has not started)")
-            runs = self.metrics.coalesced_requests.labels(model=runtime.name, operation=op)
-            sizes = self.metrics.coalesced_batch_size.labels(model=runtime.name, operation=op)
+            labels = self.metrics.of(runtime.name)
+            runs = self.metrics.coalesced_requests.labels(**labels, operation=op)
+            sizes = self.metrics.coalesced_batch_size.labels(**labels, operation=op)
 
             def observe(requests: int, vectors: int) -> None:
                 runs.observe(requests)
@@ -186,7 +187,7 @@ class Scheduler:
         if hold is None or hold.model != model:
             hold = Hold(self.capacity, model, 0)
         if not hold.resize(n):
-            self.metrics.shed.labels(model=model).inc()
+            self.metrics.shed.labels(**self.metrics.of(model)).inc()
             raise overloaded(model, n, self.capacity.used(model) - hold.vectors, self.capacity.limit)
         return hold
 

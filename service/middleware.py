@@ -95,8 +95,8 @@ class MetricsMiddleware:
             self.metrics.in_flight.dec()
             route = scope.get("route")  # the router's own match; absent when no route ran (404, 413, 415)
             endpoint = str(route.path) if route is not None else endpoint_of(self.routes, scope)
-            labels = {"endpoint": endpoint,
-                      "model": str(scope.get("state", {}).get(MODEL_STATE_KEY, "")), "status": str(status)}
+            model = str(scope.get("state", {}).get(MODEL_STATE_KEY, ""))
+            labels = {"endpoint": endpoint, **self.metrics.of(model), "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - start)
 

@@ -2,8 +2,10 @@
 /encode requests (SDLGM_QUALITY_SAMPLE_RATE), the error of the round trip decode(encode(x)) against x.
 
 The round-trip error of a vector is its normalized RMSE, sqrt(mean(((x_hat - x) / std)^2)) over the
-features with the manifest's standardization std (1 for bundles without one): the figure the KPI study
-and the bundle's evaluation report, so a drift between the two shows a change in the traffic.
+features with the manifest's standardization std (1 for bundles without one). Over many vectors,
+sqrt(mean of their squared NRMSE) is the figure the KPI study and the bundle's evaluation report (its
+`nrmse`, or its `rmse` for a bundle without standardization: the same with std 1), so a drift between the
+two shows a change in the traffic (docker/alerts.yml).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random
 import numpy as np
 
 from bundle import codes
+from bundle.manifest import Manifest
 from bundle.runtime import F32, ModelRuntime
 
 
@@ -33,3 +36,10 @@ def roundtrip_nrmse(model: ModelRuntime, x: F32, counts: codes.IntArray) -> np.n
     std = np.asarray(st.std, dtype=np.float64) if st is not None else np.ones(x.shape[1])
     x_hat = model.decode(counts.astype(np.float32)).astype(np.float64)
     return np.asarray(np.sqrt((((x_hat - x) / std) ** 2).mean(axis=1)))
+
+
+def reference_nrmse(manifest: Manifest) -> float | None:
+    """The bundle's own evaluation figure in roundtrip_nrmse's definition; None when it has none."""
+    key = "nrmse" if manifest.standardization is not None else "rmse"
+    value = manifest.evaluation.get(key)
+    return float(value) if isinstance(value, int | float) else None

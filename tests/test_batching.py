@@ -87,8 +87,8 @@ def test_concurrent_requests_share_one_run_and_each_gets_its_own_rows_in_order(t
     for x, (sums, doubled) in zip(xs, out, strict=True):
         assert np.array_equal(sums, x.sum(axis=1)) and np.array_equal(doubled, x * 2)
     assert capacity.used("m") == 0
-    assert metrics.registry.get_sample_value("sdlgm_coalesced_requests_sum", {"model": "m", "operation": "encode"}) == 5
-    assert metrics.registry.get_sample_value("sdlgm_coalesced_batch_size_sum", {"model": "m", "operation": "encode"}) == 9
+    assert metrics.registry.get_sample_value("sdlgm_coalesced_requests_sum", {"model": "m", "version": "", "operation": "encode"}) == 5
+    assert metrics.registry.get_sample_value("sdlgm_coalesced_batch_size_sum", {"model": "m", "version": "", "operation": "encode"}) == 9
 
 
 def test_a_batch_holds_at_most_max_vectors_and_a_larger_request_runs_alone_unsplit(tmp_path: Path) -> None:
@@ -160,9 +160,9 @@ def test_requests_over_the_capacity_are_shed_with_retry_after(tmp_path: Path) ->
     assert shed.message == ("model 'm' cannot queue 5 more vectors: 6 of its 10 are queued "
                             "(SDLGM_QUEUE_MAX_VECTORS); retry after 1 s")
     assert rt.runs == [10]  # the 6 and the 4 that still fitted, together
-    assert metrics.registry.get_sample_value("sdlgm_shed_requests_total", {"model": "m"}) == 1
+    assert metrics.registry.get_sample_value("sdlgm_shed_requests_total", {"model": "m", "version": ""}) == 1
     assert capacity.used("m") == 0
-    assert metrics.registry.get_sample_value("sdlgm_queue_vectors", {"model": "m"}) == 0
+    assert metrics.registry.get_sample_value("sdlgm_queue_vectors", {"model": "m", "version": ""}) == 0
 
 
 def test_without_batching_every_request_runs_alone(tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ def vectors(kpi: ModelRuntime, n: int, seed: int) -> np.ndarray:
 
 def runs(server: Server, graph: str, model: str = "kpi5g") -> float:
     with server.client() as c:
-        return value(scrape(c), "sdlgm_inference_seconds_count", model=model, graph=graph)
+        version = c.get(f"/v1/models/{model}").json()["version"]
+        return value(scrape(c), "sdlgm_inference_seconds_count", model=model, version=version, graph=graph)
 
 
 async def concurrently(server: Server, requests: list[dict[str, Any]]) -> list[tuple[httpx.Response, float]]:
@@ -234,14 +235,15 @@ def test_a_full_queue_sheds_with_503_and_retry_after_and_the_service_stays_healt
     for r in answers:
         if r.status_code == 200:
             assert r.json()["codes"] == json_codes(kpi, x)
-    assert value(samples, "sdlgm_shed_requests_total", model="kpi5g") == len(shed)
+    labels = {"model": "kpi5g", "version": kpi.manifest.version}
+    assert value(samples, "sdlgm_shed_requests_total", **labels) == len(shed)
     assert value(samples, "sdlgm_errors_total", kind="overloaded") == len(shed)
     assert (health, after.status_code) == (200, 200)
     assert [r.status_code for r in late] == [200, 503, 200]
     assert late[1].json()["error"] == ("model 'kpi5g' cannot queue 30 more vectors: 40 of its 64 are queued "
                                        "(SDLGM_QUEUE_MAX_VECTORS); retry after 1 s")
     assert late[2].json()["codes"] == json_codes(kpi, x[40:])  # 40 + 24 fit exactly
-    assert value(final, "sdlgm_queue_vectors", model="kpi5g") == 0
+    assert value(final, "sdlgm_queue_vectors", **labels) == 0
 
 
 async def staggered(server: Server, requests: list[dict[str, Any]], gap_s: float = 0.1) -> list[httpx.Response]:
@@ -288,13 +290,15 @@ def test_two_workers_answer_and_metrics_count_the_requests_of_both(models_dir: P
         metrics_dir = Path(found.group(1))
         assert metrics_dir.is_dir()
     assert len(pids) == 2 and srv.process.pid not in pids, pids
-    healthz = {"endpoint": "/healthz", "model": "", "status": "200"}
+    healthz = {"endpoint": "/healthz", "model": "", "version": "", "status": "200"}
     assert value(samples, "sdlgm_requests_total", **healthz) - value(before, "sdlgm_requests_total", **healthz) == sent
     assert [r.status_code for r in encoded] == [200] * 6
-    assert value(samples, "sdlgm_requests_total", endpoint="/encode", model="kpi5g", status="200") == 6
-    assert value(samples, "sdlgm_in_flight_requests") == 1  # the scrape itself, summed over the live workers
     m = kpi.manifest
-    assert value(samples, "sdlgm_model_info", name="kpi5g", version=m.version, fingerprint=m.fingerprint,
+    assert value(samples, "sdlgm_requests_total", endpoint="/encode", model="kpi5g", version=m.version, status="200") == 6
+    assert value(samples, "sdlgm_in_flight_requests") == 1  # the scrape itself, summed over the live workers
+    assert value(samples, "sdlgm_model_info", model="kpi5g", version=m.version, fingerprint=m.fingerprint,
                  provider="CPUExecutionProvider") == 1  # each worker's 1, not their sum
+    rss = {dict(labels)["pid"] for name, labels in samples if name == "process_resident_memory_bytes"}
+    assert rss == {str(pid) for pid in pids}  # each worker's own process metrics, labelled with its pid
     assert not metrics_dir.exists()  # removed by the launcher on exit
     assert np.median(keep_alive) < 0.02  # no ~40 ms wait for a delayed ACK (TCP_NODELAY on the workers' sockets)

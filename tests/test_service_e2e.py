@@ -53,12 +53,12 @@ def test_the_session_server_is_ready_and_scraped(client: httpx.Client) -> None:
     before = scrape(client)
     assert client.post("/encode", json={"vectors": [V, V]}).status_code == 200
     after = scrape(client)
-    ok = {"endpoint": "/encode", "model": "kpi5g", "status": "200"}
+    kpi = {"model": "kpi5g", "version": client.get("/v1/models/kpi5g").json()["version"]}
+    ok = {"endpoint": "/encode", **kpi, "status": "200"}
     assert value(after, "sdlgm_requests_total", **ok) - value(before, "sdlgm_requests_total", **ok) == 1
-    assert value(after, "sdlgm_input_bytes_total", model="kpi5g") - value(
-        before, "sdlgm_input_bytes_total", model="kpi5g") == 2 * 80 * 4
+    assert value(after, "sdlgm_input_bytes_total", **kpi) - value(before, "sdlgm_input_bytes_total", **kpi) == 2 * 80 * 4
     infos = [s for s in after if s[0] == "sdlgm_model_info"]
-    assert sorted(dict(labels)["name"] for _, labels in infos) == ["emotions", "kpi5g"]
+    assert sorted(dict(labels)["model"] for _, labels in infos) == ["emotions", "kpi5g"]
 
 
 def test_a_body_over_the_limit_is_refused_from_its_content_length(server: Server) -> None:

@@ -107,4 +107,5 @@ def test_a_bug_answers_500_in_the_one_shape_and_logs_its_traceback(models_dir: P
     [record] = [rec for rec in caplog.records if rec.getMessage() == "internal error on POST /encode"]
     assert record.levelname == "ERROR" and record.exc_info is not None and record.exc_info[0] is KeyError
     assert 'sdlgm_errors_total{kind="internal"} 1.0' in metrics
-    assert 'sdlgm_requests_total{endpoint="/encode",model="kpi5g",status="500"} 1.0' in metrics
+    version = registry.models["kpi5g"].manifest.version
+    assert f'sdlgm_requests_total{{endpoint="/encode",model="kpi5g",status="500",version="{version}"}} 1.0' in metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from service.routes import decode, encode, health, metrics, models, predict, v2
+from service.routes import decode, encode, health, metrics, models, predict, status, v2
 
-ROUTERS = [encode.router, decode.router, predict.router, models.router, health.router, metrics.router, v2.router]
+ROUTERS = [encode.router, decode.router, predict.router, models.router, health.router, metrics.router, status.router,
+           v2.router]

@@ -42,7 +42,7 @@ def check_codes_of(model: ModelRuntime, fingerprint: str, registry: ModelRegistr
 async def _decode(model: ModelRuntime, z: F32, finish: Callable[[F32], T], infer: Inference, metrics: Metrics) -> T:
     """finish(the reconstructions of the counts z), off the event loop, coalesced with other requests'."""
     out = await infer.run(model, "decode", z, lambda outputs: finish(outputs[0]))
-    metrics.batch_size.labels(endpoint="/decode", model=model.name).observe(len(z))
+    metrics.batch_size.labels(endpoint="/decode", **metrics.of(model.name)).observe(len(z))
     return out
 
 

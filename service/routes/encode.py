@@ -43,23 +43,26 @@ async def _codes(model: ModelRuntime, x: F32, rng: np.random.Generator | None, b
         L_hat, counts, errors, out = await infer.run(model, "encode", x, lambda outputs: finish(*outputs))
     else:  # a seeded sample draws from its own generator: never coalesced
         L_hat, counts, errors, out = await infer.alone(model, len(x), lambda: finish(*model.encode(x, rng)))
-    metrics.batch_size.labels(endpoint="/encode", model=model.name).observe(len(x))
-    L_hat_hist, nnz_hist = metrics.code_L_hat.labels(model=model.name), metrics.code_nnz.labels(model=model.name)
+    labels = metrics.of(model.name)
+    metrics.batch_size.labels(endpoint="/encode", **labels).observe(len(x))
+    L0 = model.manifest.L0
+    L_hat_hist, nnz_hist = metrics.code_L_hat.labels(L0, **labels), metrics.code_nnz.labels(L0, **labels)
     for L, nnz in zip(L_hat.tolist(), np.count_nonzero(counts, axis=1).tolist(), strict=True):
         L_hat_hist.observe(L)
         nnz_hist.observe(nnz)
     if errors is not None:
-        nrmse_hist = metrics.roundtrip_nrmse.labels(model=model.name)
+        nrmse_hist = metrics.roundtrip_nrmse.labels(**labels)
         for err in errors.tolist():
             nrmse_hist.observe(err)
-    metrics.input_bytes.labels(model=model.name).inc(x.nbytes)
+        metrics.roundtrip_squared.labels(**labels).inc(float(np.square(errors).sum()))
+    metrics.input_bytes.labels(**labels).inc(x.nbytes)
     return out
 
 
 def _sent(metrics: Metrics, model: str, fmt: Format, sizes: list[int]) -> None:
     """The bytes of the codes sent, in total and one by one."""
-    metrics.code_bytes.labels(model=model).inc(sum(sizes))
-    size_hist = metrics.code_size.labels(model=model, format=fmt)
+    metrics.code_bytes.labels(**metrics.of(model)).inc(sum(sizes))
+    size_hist = metrics.code_size.labels(**metrics.of(model), format=fmt)
     for n in sizes:
         size_hist.observe(n)
 

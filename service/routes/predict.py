@@ -34,5 +34,5 @@ async def predict(body: PredictRequest, model: ModelDep, registry: RegistryDep, 
                 for row, n in zip(probs, L_hat, strict=True)]
 
     out = await infer.run(model, "predict", x, finish)
-    metrics.batch_size.labels(endpoint="/predict", model=model.name).observe(len(x))
+    metrics.batch_size.labels(endpoint="/predict", **metrics.of(model.name)).observe(len(x))
     return PredictResponse(model=model.name, fingerprint=m.fingerprint, labels=labels, predictions=out)
