@@ -1,7 +1,7 @@
 """`python -m service`: read the settings (SDLGM_* environment variables), fail fast on bad ones, and
 serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT (service.transport), in this process or, with
 SDLGM_WORKERS=N > 1, in N worker processes sharing the socket (service.workers). SIGTERM drains and exits
-0 (docs/reliability.md)."""
+0 (docs/serving.md)."""
 
 from __future__ import annotations
 

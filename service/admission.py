@@ -6,8 +6,9 @@ sdlgm_queue_vectors shows it):
 - `ShedGuard`, a pure ASGI middleware, before the body is read: for POST /encode, /decode, /predict and
   the V2 infer routes of a loaded model it estimates the request's vectors from Content-Length
   (`estimate`; a body of no declared length as the largest body SDLGM_MAX_BODY_BYTES allows) and holds
-  that many (a `Hold`); when they do not fit, it discards the body unparsed and answers 503. Requests
-  being read and parsed are so already counted, which bounds their memory.
+  that many (a `Hold`); when they do not fit, it answers 503 without parsing the body, and without
+  reading more of it than SHED_DRAIN_BYTES. Requests being read and parsed are so already counted, which
+  bounds their memory.
 - it also sets the request's cap of JSON values (`json_value_cap`, the largest valid batch), which
   service.fastjson checks before parsing;
 - the route, after parsing: `Hold.resize` to the exact count, 503 when the rest does not fit. The
@@ -33,8 +34,15 @@ from service.middleware import drain_body, expects_continue
 from service.registry import ModelRegistry
 
 HOLD_STATE_KEY = "sdlgm_hold"
+# What a shed request's body is read out to before its 503: reading more would cost the event loop as much
+# as serving it (the 503 of a larger body then closes the connection, service.deadline).
+SHED_DRAIN_BYTES = 64 * 1024
 RETRY_AFTER_S = 1
-JSON_BYTES_PER_VALUE = 32  # a float in JSON is at most 24 characters ("-1.2345678901234567e-308") and ", "
+# A float32 value in JSON, as Python or numpy write it, takes 8 to 26 bytes with its separator (about 21 for
+# the KPI windows): at 16, most bodies are held for more vectors than they turn out to have (the hold then
+# shrinks), rather than fewer (it must then grow after parsing, which fails while the queue is full and
+# wastes the parse: under a flood of large bodies, a request that fitted at the door would be refused).
+JSON_BYTES_PER_VALUE = 16
 JSON_FIELD_VALUES = 64  # besides the rows: the body's own fields, a V2 request's inputs and parameters
 BYTES_PER_CODE = 32  # a JSON code ({"binary": "..."} or indices and counts) or a framed one counts as at most this
 NATIVE_OPERATIONS = {"/encode": "encode", "/decode": "decode", "/predict": "predict"}
@@ -99,7 +107,7 @@ def overloaded(model: str, n: int, used: int, limit: int) -> ServiceError:
 
 def estimate(operation: str, binary: bool, payload: int, manifest: Manifest, fmt: str) -> int:
     """The vectors a body of `payload` bytes holds, at least 1: exact for binary rows and enum codes, a
-    near lower bound for JSON vectors (JSON_BYTES_PER_VALUE a value), and for other codes one a
+    typical count for JSON vectors (JSON_BYTES_PER_VALUE a value), and for other codes one a
     BYTES_PER_CODE: a body never holds less than one vector or code per that many bytes (up to the batch
     cap), so the bodies a model's capacity admits at once are bounded in bytes too."""
     if operation != "decode":
@@ -110,10 +118,11 @@ def estimate(operation: str, binary: bool, payload: int, manifest: Manifest, fmt
     return max(1, payload // BYTES_PER_CODE)
 
 
-def json_value_cap(manifest: Manifest, max_batch: int) -> int:
-    """The most JSON values (commas) a valid request to this model holds: a full batch of its vectors, or of
-    its codes as indices and counts, and some fields (service.fastjson refuses more unparsed)."""
-    return max_batch * max(manifest.D, 2 * manifest.L0 + 2) + JSON_FIELD_VALUES
+def json_value_cap(manifest: Manifest, operation: str, max_batch: int) -> int:
+    """The most JSON values (commas) a valid request for this model's operation holds: a full batch of its
+    vectors, or of its codes as indices and counts, and some fields (service.fastjson refuses more unparsed)."""
+    per_row = 2 * manifest.L0 + 2 if operation == "decode" else manifest.D
+    return max_batch * per_row + JSON_FIELD_VALUES
 
 
 @dataclass(frozen=True)
@@ -169,18 +178,20 @@ class ShedGuard:
         if registry is None or target is None:
             if registry is not None and registry.models:  # a POST for no loaded model: the largest cap
                 scope.setdefault("state", {})[JSON_VALUES_STATE_KEY] = max(
-                    json_value_cap(m.manifest, self.max_batch) for m in registry.models.values())
+                    json_value_cap(m.manifest, op, self.max_batch) for m in registry.models.values()
+                    for op in NATIVE_OPERATIONS.values())
             await self.app(scope, receive, send)
             return
         manifest = registry.models[target.model].manifest
-        scope.setdefault("state", {})[JSON_VALUES_STATE_KEY] = json_value_cap(manifest, self.max_batch)
+        scope.setdefault("state", {})[JSON_VALUES_STATE_KEY] = json_value_cap(manifest, target.operation,
+                                                                              self.max_batch)
         n = min(estimate(target.operation, target.binary, target.payload, manifest, target.fmt), self.max_batch)
         hold = self.capacity.hold(target.model, n)
         if hold is None:
             scope.setdefault("state", {})[MODEL_STATE_KEY] = target.model
             self.metrics.shed.labels(model=target.model).inc()
-            if not expects_continue(Headers(scope=scope)):  # a client still sending reads the 503, not a reset
-                await drain_body(receive, self.max_body_bytes)
+            if not expects_continue(Headers(scope=scope)):  # a small body is read out: its client reads the 503
+                await drain_body(receive, SHED_DRAIN_BYTES)
             exc = overloaded(target.model, n, self.capacity.used(target.model), self.capacity.limit)
             await error_response(self.metrics, exc.status, exc.kind, exc.message, headers=exc.headers)(
                 scope, receive, send)

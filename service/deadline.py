@@ -1,4 +1,4 @@
-"""The time limits of one request, as a pure ASGI middleware (docs/reliability.md, "Time limits").
+"""The time limits of one request, as a pure ASGI middleware (docs/serving.md, "Time limits and slow clients").
 
 From the moment its head has arrived (uvicorn starts the app then), a request has
 - SDLGM_BODY_TIMEOUT_S (or SDLGM_REQUEST_TIMEOUT_S if shorter) to send its body: past it the answer is

@@ -1,4 +1,4 @@
-"""The process's stop: from SIGTERM to exit, the service drains (docs/reliability.md, "Graceful shutdown").
+"""The process's stop: from SIGTERM to exit, the service drains (docs/serving.md, "Graceful shutdown").
 
 `Drain` is the one record of it, shared by the app (`/readyz` answers 503 once it has begun), the request
 deadlines (service.deadline: every request in flight, and every request still arriving on an open

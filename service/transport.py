@@ -1,4 +1,4 @@
-"""The HTTP/1.1 connections (docs/reliability.md): uvicorn's h11 protocol with the service's rules for
+"""The HTTP/1.1 connections (docs/serving.md): uvicorn's h11 protocol with the service's rules for
 slow clients, a connection cap and the drain, and the uvicorn server and config that run the app with it
 (in this process: `serve`; in SDLGM_WORKERS processes: service.workers).
 

@@ -226,8 +226,8 @@ def test_holds_grow_only_within_the_capacity_and_give_back_once(tmp_path: Path) 
 @pytest.mark.parametrize(("operation", "binary", "payload", "fmt", "want"), [
     ("encode", True, 4 * 80 * 64, "v1", 64),  # binary rows: exact
     ("encode", True, 10, "v1", 1),  # at least one
-    ("encode", False, 32 * 80 * 10 + 31, "v1", 10),  # JSON: 32 bytes a value at most
-    ("predict", False, 32 * 80 * 3, "v1", 3),
+    ("encode", False, 16 * 80 * 10 + 15, "v1", 10),  # JSON: 16 bytes a value
+    ("predict", False, 16 * 80 * 3, "v1", 3),
     ("decode", True, 3 * 40, "enum", 40),  # enum records of 3 bytes: exact
     ("decode", True, 1000, "v1", 31),  # variable-length codes: one a 32 bytes
     ("decode", False, 10_000, "v1", 312),

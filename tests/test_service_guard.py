@@ -134,7 +134,7 @@ def test_a_request_that_does_not_fit_is_shed_without_its_body_reaching_the_app()
 
 @pytest.mark.parametrize(("path", "headers", "query", "held"), [
     ("/encode", rows_headers(4 * 80 * 7), b"", 7),  # binary rows: exactly
-    ("/encode", rows_headers(32 * 80 * 5, b"application/json"), b"", 5),  # JSON: at 32 bytes a value
+    ("/encode", rows_headers(16 * 80 * 5, b"application/json"), b"", 5),  # JSON: at 16 bytes a value
     ("/decode", rows_headers(3 * 9), b"format=enum", 9),  # enum codes: exactly
     ("/v2/models/kpi5g-encode/infer", rows_headers(100 + 4 * 80 * 6) + [(b"inference-header-content-length", b"100")],
      b"", 6),  # the binary tensor after its JSON header
