@@ -43,6 +43,7 @@ RETRY_AFTER_S = 1
 # shrinks), rather than fewer (it must then grow after parsing, which fails while the queue is full and
 # wastes the parse: under a flood of large bodies, a request that fitted at the door would be refused).
 JSON_BYTES_PER_VALUE = 16
+JSON_CAP_BATCHES = 2
 JSON_FIELD_VALUES = 64  # besides the rows: the body's own fields, a V2 request's inputs and parameters
 BYTES_PER_CODE = 32  # a JSON code ({"binary": "..."} or indices and counts) or a framed one counts as at most this
 NATIVE_OPERATIONS = {"/encode": "encode", "/decode": "decode", "/predict": "predict"}
@@ -119,10 +120,11 @@ def estimate(operation: str, binary: bool, payload: int, manifest: Manifest, fmt
 
 
 def json_value_cap(manifest: Manifest, operation: str, max_batch: int) -> int:
-    """The most JSON values (commas) a valid request for this model's operation holds: a full batch of its
-    vectors, or of its codes as indices and counts, and some fields (service.fastjson refuses more unparsed)."""
+    """The JSON values (commas) past which a body for this model's operation is refused unparsed
+    (service.fastjson): twice a full batch of its vectors, or of its codes as indices and counts, and some
+    fields. A batch a little over SDLGM_MAX_BATCH is still parsed, and told so exactly."""
     per_row = 2 * manifest.L0 + 2 if operation == "decode" else manifest.D
-    return max_batch * per_row + JSON_FIELD_VALUES
+    return JSON_CAP_BATCHES * max_batch * per_row + JSON_FIELD_VALUES
 
 
 @dataclass(frozen=True)

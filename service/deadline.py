@@ -9,8 +9,8 @@ From the moment its head has arrived (uvicorn starts the app then), a request ha
   with Retry-After.
 One anyio cancel scope carries the deadline: the body's while the body is read, the whole request's once
 it has ended. The app's work is cancelled where it waits (a thread doing it is abandoned, a queued batch
-item dropped), and this middleware answers in the service's error shape; an answer already begun is left
-as it is. The deadline is also in the scope state (DEADLINE_STATE_KEY) for the scheduler, whose wait for a
+item dropped), and this middleware answers in the service's error shape; an answer already begun is
+finished, whatever the time. The deadline is also in the scope state (DEADLINE_STATE_KEY) for the scheduler, whose wait for a
 batch answers the same 503.
 
 Any answer given before the request's body has been read to its end, and every answer while the service
@@ -19,6 +19,8 @@ another request on a connection that is closing.
 """
 
 from __future__ import annotations
+
+import math
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,9 +80,12 @@ class RequestDeadline:
                 nonlocal answered
                 if message["type"] == "http.response.start":
                     answered = True
+                    self.drain.release(deadline)  # an answer begun is finished, whatever the time
+                    deadline.deadline = math.inf
                     if (not body_ended or self.drain.draining) and CLOSE not in message.get("headers", []):
                         message = {**message, "headers": [*message.get("headers", []), CLOSE]}
-                await send(message)
+                with anyio.CancelScope(shield=answered):  # a deadline met just now must not cut the answer
+                    await send(message)
 
             await self.app(scope, read, write)
         if not deadline.cancelled_caught or answered:

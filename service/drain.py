@@ -49,6 +49,10 @@ class Drain:
         """Whether this deadline is the drain's (a request that missed it is answered 503 unavailable)."""
         return self.deadline is not None and deadline >= self.deadline
 
+    def release(self, scope: anyio.CancelScope) -> None:
+        """No longer pull this scope in (its request is answering)."""
+        self._scopes.discard(scope)
+
     @contextmanager
     def scope(self, deadline: float) -> Iterator[anyio.CancelScope]:
         """A cancel scope with this deadline (bounded by the drain's), pulled in if a drain begins."""

@@ -1,7 +1,7 @@
 """The request's time limits as a bare ASGI app (service.deadline, service.drain): a body that does not end
 in time gets 408 with `Connection: close`, a request past its timeout 503 `timeout`, one past the drain's
 deadline 503 `unavailable` with Retry-After; an answer given before the body ended, or while draining,
-carries `Connection: close`; one already begun is left alone; the middleware in a real app and the
+carries `Connection: close`; one already begun is finished; the middleware in a real app and the
 metrics' status for a client gone mid-body (499)."""
 
 from __future__ import annotations
@@ -125,14 +125,18 @@ def test_an_answer_before_the_body_ended_closes_the_connection() -> None:
     assert start(sent) == (503, {b"connection": b"close"})
 
 
-def test_an_answer_already_begun_is_left_as_it_is() -> None:
-    async def stalls_mid_answer(scope: Any, receive: Any, send: Any) -> None:
+def test_an_answer_already_begun_is_finished_past_the_deadline() -> None:
+    async def slow_answer(scope: Any, receive: Any, send: Any) -> None:
         await read_all(receive)
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await anyio.sleep(10)
+        await anyio.sleep(0.3)  # past the request's timeout, mid-answer
+        await send({"type": "http.response.body", "body": b"{}"})
 
-    sent, took = run(stalls_mid_answer, [body(1, False)], request_s=0.2)
-    assert [m["type"] for m in sent] == ["http.response.start"] and took < 0.5
+    drain = Drain(ANSWER_MARGIN_S + 0.1)
+    sent, took = run(slow_answer, [body(1, False)], request_s=0.2, drain=drain, drain_after_s=0.15)
+    assert [(m["type"], m.get("status", m.get("body"))) for m in sent] == [
+        ("http.response.start", 200), ("http.response.body", b"{}")]
+    assert 0.3 <= took < 0.6
 
 
 def test_a_drain_pulls_in_the_deadline_of_a_request_in_flight_and_answers_503_unavailable() -> None:
