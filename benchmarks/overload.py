@@ -168,7 +168,6 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
         "clients": clients, "backoff": backoff, "body_bytes": len(body), "seconds": round(took, 1),
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "transport_errors": dict(tally.errors), "answers_per_s": round(answered / took, 1),
-        "vectors_per_s_encoded": None,
         "healthz": {"probes": len(tally.healthz_s) + tally.healthz_failed, "failed": tally.healthz_failed,
                     "p50_ms": round(1000 * percentile(tally.healthz_s, 50), 1),
                     "p99_ms": round(1000 * percentile(tally.healthz_s, 99), 1),
@@ -224,12 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="a service setting, e.g. --set QUEUE_MAX_VECTORS=2048 (SDLGM_ prefix implied)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
-    settings = {"MODELS_DIR": str(args.models_dir), "MODELS": args.model, "DEFAULT_MODEL": args.model,
+    shown_dir = args.models_dir.resolve()
+    shown = str(shown_dir.relative_to(REPO)) if shown_dir.is_relative_to(REPO) else str(shown_dir)
+    settings = {"MODELS_DIR": shown, "MODELS": args.model, "DEFAULT_MODEL": args.model,
                 "PROVIDER": "cpu", "INTRA_OP_THREADS": "2", "INTER_OP_THREADS": "1", "LOG_LEVEL": "warning"}
     settings.update(dict(s.split("=", 1) for s in args.set))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDLGM_")}
-    env.update({f"SDLGM_{k}": v for k, v in settings.items()}, SDLGM_HOST="127.0.0.1", SDLGM_PORT=str(port))
+    env.update({f"SDLGM_{k}": v for k, v in settings.items()}, SDLGM_MODELS_DIR=str(shown_dir), SDLGM_HOST="127.0.0.1",
+               SDLGM_PORT=str(port))
     body = json_batch(args.models_dir, args.model, args.vectors)
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env)
     try:

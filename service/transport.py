@@ -19,7 +19,11 @@ slow clients, a connection cap and the drain, and the uvicorn server and config 
   closed after that or when nothing came.
 Answers written here (the 408 and the 503) are raw HTTP/1.1 in the service's error shape; the connection is
 then half-closed and its input discarded for up to LINGER_S before the close, so that a client still
-sending reads the answer rather than a reset.
+sending reads the answer rather than a reset. An app's answer that closes the connection while the client
+is still sending (a shed request's 503 of a large body) closes it at once, as uvicorn does: lingering there
+too would make the event loop read every refused body (tried with benchmarks/overload.py's 256 clients:
+/healthz's median went from tens of milliseconds to hundreds), against the rare client that sends its
+whole body before reading and sees a broken pipe instead of its 503.
 
 `ServiceServer` is uvicorn's server whose SIGTERM and SIGINT are a normal stop: it exits 0 after the drain
 (uvicorn re-raises the signal once stopped, which would end the process with status 143).
