@@ -8,9 +8,8 @@ sdlgm_queue_vectors shows it):
   (`estimate`; a body of no declared length as the largest body SDLGM_MAX_BODY_BYTES allows) and holds
   that many (a `Hold`); when they do not fit, it answers 503 without parsing the body, and without
   reading more of it than SHED_DRAIN_BYTES. Requests being read and parsed are so already counted, which
-  bounds their memory.
-- it also sets the request's cap of JSON values (`json_value_cap`, the largest valid batch), which
-  service.fastjson checks before parsing;
+  bounds their memory. It also sets every POST's cap of JSON values (`json_value_cap`, twice the largest
+  valid batch), which service.fastjson checks before parsing.
 - the route, after parsing: `Hold.resize` to the exact count, 503 when the rest does not fit. The
   scheduler (service.batching) then owns the hold and gives it back when the request's run is over.
 A request never needs more than SDLGM_MAX_BATCH vectors (settings keep the cap at least that), so a lone
