@@ -1,6 +1,7 @@
 """`python -m service`: read the settings (SDLGM_* environment variables), fail fast on bad ones, and
-serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT, in this process or, with SDLGM_WORKERS=N > 1, in N
-worker processes sharing the socket (service.workers)."""
+serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT (service.transport), in this process or, with
+SDLGM_WORKERS=N > 1, in N worker processes sharing the socket (service.workers). SIGTERM drains and exits
+0 (docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import uvicorn
 from pydantic import ValidationError
 
 from bundle.runtime import ProviderError, choose_providers
 from service.app import configure_logging, create_app
 from service.settings import Settings, describe_error
+from service.transport import serve
 from service.workers import serve_workers
 
 log = logging.getLogger("sdlgm.service")
@@ -36,8 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.critical("%s", exc)
             return 2
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
-        return 0
+        return serve(settings, create_app(settings))
     serve_workers(settings)
     return 0
 

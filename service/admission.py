@@ -5,8 +5,11 @@ Two checks, both against the same count (`Capacity`, on the event loop only; the
 sdlgm_queue_vectors shows it):
 - `ShedGuard`, a pure ASGI middleware, before the body is read: for POST /encode, /decode, /predict and
   the V2 infer routes of a loaded model it estimates the request's vectors from Content-Length
-  (`estimate`) and holds that many (a `Hold`); when they do not fit, it discards the body unparsed and
-  answers 503. Requests being read and parsed are so already counted, which bounds their memory.
+  (`estimate`; a body of no declared length as the largest body SDLGM_MAX_BODY_BYTES allows) and holds
+  that many (a `Hold`); when they do not fit, it answers 503 without parsing the body, and without
+  reading more of it than SHED_DRAIN_BYTES. Requests being read and parsed are so already counted, which
+  bounds their memory. It also sets every POST's cap of JSON values (`json_value_cap`, twice the largest
+  valid batch), which service.fastjson checks before parsing.
 - the route, after parsing: `Hold.resize` to the exact count, 503 when the rest does not fit. The
   scheduler (service.batching) then owns the hold and gives it back when the request's run is over.
 A request never needs more than SDLGM_MAX_BATCH vectors (settings keep the cap at least that), so a lone
@@ -24,13 +27,24 @@ from bundle.formats import FORMATS
 from bundle.manifest import Manifest
 from service.binary import OCTET_STREAM, media_type
 from service.errors import ServiceError, error_response
+from service.fastjson import JSON_VALUES_STATE_KEY
 from service.metrics import MODEL_STATE_KEY, Metrics
-from service.middleware import drain_body
+from service.middleware import drain_body, expects_continue
 from service.registry import ModelRegistry
 
 HOLD_STATE_KEY = "sdlgm_hold"
+# What a shed request's body is read out to before its 503: reading more would cost the event loop as much
+# as serving it (the 503 of a larger body then closes the connection, service.deadline).
+SHED_DRAIN_BYTES = 64 * 1024
 RETRY_AFTER_S = 1
-JSON_BYTES_PER_VALUE = 32  # a float in JSON is at most 24 characters ("-1.2345678901234567e-308") and ", "
+# A float32 value in JSON, as Python or numpy write it, takes 8 to 26 bytes with its separator (about 21 for
+# the KPI windows): at 16, most bodies are held for more vectors than they turn out to have (the hold then
+# shrinks), rather than fewer (it must then grow after parsing, which fails while the queue is full and
+# wastes the parse: under a flood of large bodies, a request that fitted at the door would be refused).
+JSON_BYTES_PER_VALUE = 16
+JSON_CAP_BATCHES = 2
+JSON_FIELD_VALUES = 64  # besides the rows: the body's own fields, a V2 request's inputs and parameters
+BYTES_PER_CODE = 32  # a JSON code ({"binary": "..."} or indices and counts) or a framed one counts as at most this
 NATIVE_OPERATIONS = {"/encode": "encode", "/decode": "decode", "/predict": "predict"}
 V2_INFER_PREFIX = "/v2/models/"
 V2_HEADER_LENGTH = "inference-header-content-length"
@@ -93,13 +107,23 @@ def overloaded(model: str, n: int, used: int, limit: int) -> ServiceError:
 
 def estimate(operation: str, binary: bool, payload: int, manifest: Manifest, fmt: str) -> int:
     """The vectors a body of `payload` bytes holds, at least 1: exact for binary rows and enum codes, a
-    near lower bound for JSON vectors (JSON_BYTES_PER_VALUE a value), 1 for other codes (no bound)."""
+    typical count for JSON vectors (JSON_BYTES_PER_VALUE a value), and for other codes one a
+    BYTES_PER_CODE: a body never holds less than one vector or code per that many bytes (up to the batch
+    cap), so the bodies a model's capacity admits at once are bounded in bytes too."""
     if operation != "decode":
         per_vector = 4 * manifest.D if binary else JSON_BYTES_PER_VALUE * manifest.D
         return max(1, payload // per_vector)
     if binary and fmt == "enum":
         return max(1, payload // manifest.code_space.enum_bytes)
-    return 1
+    return max(1, payload // BYTES_PER_CODE)
+
+
+def json_value_cap(manifest: Manifest, operation: str, max_batch: int) -> int:
+    """The JSON values (commas) past which a body for this model's operation is refused unparsed
+    (service.fastjson): twice a full batch of its vectors, or of its codes as indices and counts, and some
+    fields. A batch a little over SDLGM_MAX_BATCH is still parsed, and told so exactly."""
+    per_row = 2 * manifest.L0 + 2 if operation == "decode" else manifest.D
+    return JSON_CAP_BATCHES * max_batch * per_row + JSON_FIELD_VALUES
 
 
 @dataclass(frozen=True)
@@ -113,12 +137,13 @@ class Target:
     fmt: str
 
 
-def target_of(scope: Scope, registry: ModelRegistry) -> Target | None:
-    """The model and operation of an inference POST to a loaded model; None for anything else."""
+def target_of(scope: Scope, registry: ModelRegistry, max_body_bytes: int) -> Target | None:
+    """The model and operation of an inference POST to a loaded model; None for anything else. A body of
+    no declared length (chunked) counts as max_body_bytes: it may grow that large before it is refused."""
     path: str = scope["path"]
     headers = Headers(scope=scope)
     declared = headers.get("content-length", "")
-    size = int(declared) if declared.isdigit() else 0
+    size = int(declared) if declared.isdigit() else max_body_bytes
     query = QueryParams(scope.get("query_string", b""))
     if path in NATIVE_OPERATIONS:
         name = query.get("model") or registry.default
@@ -143,24 +168,31 @@ class ShedGuard:
     not fit its model's capacity; otherwise the request runs holding them (scope state HOLD_STATE_KEY)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, capacity: Capacity, max_batch: int,
-                 max_drain_bytes: int) -> None:
+                 max_body_bytes: int) -> None:
         self.app, self.metrics, self.capacity = app, metrics, capacity
-        self.max_batch, self.max_drain_bytes = max_batch, max_drain_bytes
+        self.max_batch, self.max_body_bytes = max_batch, max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         registry: ModelRegistry | None = getattr(scope["app"].state, "registry", None) \
             if scope["type"] == "http" and scope["method"] == "POST" else None
-        target = target_of(scope, registry) if registry is not None else None
+        target = target_of(scope, registry, self.max_body_bytes) if registry is not None else None
         if registry is None or target is None:
+            if registry is not None and registry.models:  # a POST for no loaded model: the largest cap
+                scope.setdefault("state", {})[JSON_VALUES_STATE_KEY] = max(
+                    json_value_cap(m.manifest, op, self.max_batch) for m in registry.models.values()
+                    for op in NATIVE_OPERATIONS.values())
             await self.app(scope, receive, send)
             return
         manifest = registry.models[target.model].manifest
+        scope.setdefault("state", {})[JSON_VALUES_STATE_KEY] = json_value_cap(manifest, target.operation,
+                                                                              self.max_batch)
         n = min(estimate(target.operation, target.binary, target.payload, manifest, target.fmt), self.max_batch)
         hold = self.capacity.hold(target.model, n)
         if hold is None:
             scope.setdefault("state", {})[MODEL_STATE_KEY] = target.model
             self.metrics.shed.labels(**self.metrics.of(target.model)).inc()
-            await drain_body(receive, self.max_drain_bytes)  # a client still sending reads the 503, not a reset
+            if not expects_continue(Headers(scope=scope)):  # a small body is read out: its client reads the 503
+                await drain_body(receive, SHED_DRAIN_BYTES)
             exc = overloaded(target.model, n, self.capacity.used(target.model), self.capacity.limit)
             await error_response(self.metrics, exc.status, exc.kind, exc.message, headers=exc.headers)(
                 scope, receive, send)

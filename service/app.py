@@ -1,5 +1,6 @@
 """The FastAPI app: `create_app(settings)` assembles routes, middlewares and error handlers, and loads
-the models and starts the batchers (service.batching) in its lifespan (not at import); `worker_app` is
+the models and starts the batchers (service.batching) in its lifespan (not at import), whose state hands
+the drain (service.drain) to the HTTP connections (service.transport); `worker_app` is
 what each worker process serves when there are several (service.workers). Docs at /docs (Swagger UI)
 and /redoc are served from files installed with fastapi-offline, so they work on a node that cannot
 reach a CDN.
@@ -19,7 +20,10 @@ from fastapi_offline import FastAPIOffline
 from bundle import __version__
 from service.admission import Capacity, ShedGuard
 from service.batching import Scheduler
+from service.deadline import RequestDeadline
+from service.drain import DRAIN_STATE_KEY, Drain
 from service.errors import install_error_handlers
+from service.fastjson import Parser
 from service.metrics import Metrics
 from service.middleware import MetricsMiddleware, RequestGuard
 from service.quality import QualitySampler
@@ -41,12 +45,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     capacity = Capacity(settings.queue_max_vectors, metrics)
     scheduler = Scheduler(settings, metrics, capacity)
+    drain = Drain(settings.drain_timeout_s)
 
     def observe(model: str, graph: str, seconds: float) -> None:
         metrics.inference.labels(**metrics.of(model), graph=graph).observe(seconds)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Drain]]:
+        app.state.parser = Parser()
         registry = await anyio.to_thread.run_sync(load_registry, settings, observe)
         for runtime in registry.models.values():
             metrics.model_loaded(runtime)
@@ -56,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("not ready: %s", reason)
         try:
             async with scheduler.running():
-                yield
+                yield {DRAIN_STATE_KEY: drain}  # the lifespan state: how each connection finds the drain
         finally:
             metrics.process_exits()
 
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.scheduler = scheduler
+    app.state.drain = drain
     app.state.quality = QualitySampler(settings.quality_sample_rate)
     for router in ROUTERS:
         app.include_router(router)
@@ -72,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     # Before the body is read: a request whose vectors do not fit its model's queue is shed here.
     app.add_middleware(ShedGuard, metrics=metrics, capacity=capacity, max_batch=settings.max_batch,
-                       max_drain_bytes=settings.max_body_bytes)
+                       max_body_bytes=settings.max_body_bytes)
+    # Around all of a request's work: its body's, its own and the drain's deadlines.
+    app.add_middleware(RequestDeadline, metrics=metrics, drain=drain, request_timeout_s=settings.request_timeout_s,
+                       body_timeout_s=settings.body_timeout_s)
     # Route templates for the metrics: the app's own routes and, flat, those of the included routers.
     routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # outermost: sees every answer

@@ -13,7 +13,9 @@ one request's `finish` goes to that request only.
 `Scheduler` is what routes call: `run` admits the request's vectors (service.admission: 503 when they
 do not fit), then queues them, or with SDLGM_BATCHING=false runs them alone as before (the reference the
 benchmark compares against); `alone` runs work that cannot be coalesced (a stochastic code with its own
-seed), admitted the same way. Both answer 503 past SDLGM_REQUEST_TIMEOUT_S, time in the queue included.
+seed), admitted the same way. Both answer 503 at the request's deadline (service.deadline: the whole
+request within SDLGM_REQUEST_TIMEOUT_S; from the call when a request has none); a request cancelled or
+timed out while queued is dropped unrun.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from anyio.abc import TaskGroup
 
 from bundle.runtime import F32, ModelRuntime
 from service.admission import Capacity, Hold, overloaded
-from service.inference import offload, timeout_error
+from service.inference import timeout_error
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -191,43 +193,56 @@ class Scheduler:
             raise overloaded(model, n, self.capacity.used(model) - hold.vectors, self.capacity.limit)
         return hold
 
-    async def run(self, hold: Hold | None, runtime: ModelRuntime, op: str, x: F32, finish: Callable[[Output], T]) -> T:
+    def _left(self, deadline: float | None) -> float:
+        """Seconds to the request's deadline, or the whole timeout from now when it has none."""
+        return self.timeout_s if deadline is None else deadline - anyio.current_time()
+
+    async def run(self, hold: Hold | None, runtime: ModelRuntime, op: str, x: F32, finish: Callable[[Output], T],
+                  deadline: float | None = None) -> T:
         """finish(the operation's outputs for the rows x), the rows coalesced with other requests' when
         batching is on."""
         held = self.admit(hold, runtime.name, len(x))
         if not self.batching:
-            return await self.alone(held, runtime, len(x), lambda: finish(operation(runtime, op)(x)))
+            return await self.alone(held, runtime, len(x), lambda: finish(operation(runtime, op)(x)), deadline)
         item = _Item(x, finish, held, anyio.current_time())
         held.handed = True
         self._batcher(runtime, op).put(item)
         try:
-            with anyio.fail_after(self.timeout_s):
+            with anyio.fail_after(self._left(deadline)):
                 await item.done.wait()
         except TimeoutError as exc:
-            item.abandoned = True
             raise timeout_error(self.timeout_s) from exc
+        finally:
+            item.abandoned = not item.done.is_set()  # timed out or cancelled: skipped if still queued
         if item.error is not None:
             raise item.error
         return cast(T, item.result)
 
-    async def alone(self, hold: Hold | None, runtime: ModelRuntime, n: int, work: Callable[[], T]) -> T:
-        """work() in a worker thread, never coalesced, its n vectors admitted as a batch's are."""
+    async def alone(self, hold: Hold | None, runtime: ModelRuntime, n: int, work: Callable[[], T],
+                    deadline: float | None = None) -> T:
+        """work() in a worker thread, never coalesced, its n vectors admitted as a batch's are; past the
+        deadline the answer is 503 at once and the thread finishes on its own."""
         held = self.admit(hold, runtime.name, n)
         try:
-            return await offload(work, self.timeout_s)
+            with anyio.fail_after(self._left(deadline)):
+                return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except TimeoutError as exc:
+            raise timeout_error(self.timeout_s) from exc
         finally:
             held.release()
 
 
 @dataclass(frozen=True)
 class Inference:
-    """The scheduler bound to one request and what it holds from the ShedGuard (the routes' dependency)."""
+    """The scheduler bound to one request, what it holds from the ShedGuard and its deadline (service.deadline;
+    the routes' dependency)."""
 
     scheduler: Scheduler
     hold: Hold | None
+    deadline: float | None = None
 
     async def run(self, runtime: ModelRuntime, op: str, x: F32, finish: Callable[[Output], T]) -> T:
-        return await self.scheduler.run(self.hold, runtime, op, x, finish)
+        return await self.scheduler.run(self.hold, runtime, op, x, finish, self.deadline)
 
     async def alone(self, runtime: ModelRuntime, n: int, work: Callable[[], T]) -> T:
-        return await self.scheduler.alone(self.hold, runtime, n, work)
+        return await self.scheduler.alone(self.hold, runtime, n, work, self.deadline)

@@ -1,5 +1,7 @@
-"""Request dependencies as `Annotated` types: the settings, the metrics, the registry, the chosen model,
-and the request's way to run inference (service.batching, with what service.admission holds for it).
+"""Request dependencies as `Annotated` types: the settings, the metrics, the registry, the drain, the
+chosen model,
+and the request's way to run inference (service.batching, with what service.admission holds for it and
+its deadline from service.deadline).
 
 The functions are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
 thread hop per dependency per request for what is an attribute lookup.
@@ -17,6 +19,8 @@ from fastapi import Depends, Query, Request
 from bundle.runtime import ModelRuntime
 from service.admission import HOLD_STATE_KEY
 from service.batching import Inference, Scheduler
+from service.deadline import DEADLINE_STATE_KEY
+from service.drain import Drain
 from service.metrics import MODEL_STATE_KEY, Metrics
 from service.quality import QualitySampler
 from service.registry import ModelRegistry
@@ -43,7 +47,13 @@ async def _quality(request: Request) -> QualitySampler:
     return quality
 
 
+async def _drain(request: Request) -> Drain:
+    drain: Drain = request.app.state.drain
+    return drain
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+DrainDep = Annotated[Drain, Depends(_drain)]
 QualityDep = Annotated[QualitySampler, Depends(_quality)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
@@ -62,7 +72,8 @@ ModelDep = Annotated[ModelRuntime, Depends(_model)]
 
 async def _inference(request: Request) -> Inference:
     scheduler: Scheduler = request.app.state.scheduler
-    return Inference(scheduler, request.scope.get("state", {}).get(HOLD_STATE_KEY))
+    state = request.scope.get("state", {})
+    return Inference(scheduler, state.get(HOLD_STATE_KEY), state.get(DEADLINE_STATE_KEY))
 
 
 InferenceDep = Annotated[Inference, Depends(_inference)]

@@ -1,17 +1,12 @@
 """The glue between request bodies and a ModelRuntime: checks that need the model (dimension, batch size,
-code validity), running work off the event loop under the request timeout (service.batching queues
-through it), and building codes.
+code validity), the 503 of a request past its time limit, and building codes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
-from typing import TypeVar
 
-import anyio
-import anyio.to_thread
 import numpy as np
 
 from bundle import codes, formats
@@ -21,21 +16,11 @@ from bundle.runtime import F32
 from service.errors import ServiceError, bad_input
 from service.schemas import CodeIn, CodeOut
 
-T = TypeVar("T")
-
 
 def timeout_error(timeout_s: float) -> ServiceError:
-    return ServiceError(503, "timeout", f"inference took longer than the request timeout of {timeout_s} s "
-                        "(SDLGM_REQUEST_TIMEOUT_S); retry later or with a smaller batch")
-
-
-async def offload(fn: Callable[[], T], timeout_s: float) -> T:
-    """Run fn in a worker thread; past timeout_s answer 503 at once (the thread finishes on its own)."""
-    try:
-        with anyio.fail_after(timeout_s):
-            return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
-    except TimeoutError as exc:
-        raise timeout_error(timeout_s) from exc
+    return ServiceError(503, "timeout", f"the request took longer than the request timeout of {timeout_s} s "
+                        "(SDLGM_REQUEST_TIMEOUT_S: reading, parsing, queueing, inference and answering); retry "
+                        "later or with a smaller batch")
 
 
 def check_batch(n: int, max_batch: int, what: str) -> None:

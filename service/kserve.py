@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from service.binary import OCTET_STREAM
 from service.errors import bad_input
+from service.fastjson import check_values
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DTYPES: dict[str, np.dtype[Any]] = {"BOOL": np.dtype("?"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
@@ -89,8 +90,10 @@ class InferRequest(_Body):
     outputs: list[RequestedOutput] | None = None
 
 
-def parse_request(body: bytes, header_length: str | None) -> tuple[InferRequest, list[bytes | None]]:
-    """The request's JSON header and each input's binary data (None for a JSON input)."""
+def parse_request(body: bytes, header_length: str | None,
+                  value_cap: int | None = None) -> tuple[InferRequest, list[bytes | None]]:
+    """The request's JSON header and each input's binary data (None for a JSON input); a header of more
+    than value_cap JSON values is refused unparsed (service.fastjson.check_values)."""
     head, tail = body, b""
     if header_length is not None:
         if not header_length.strip().isdigit():
@@ -99,6 +102,7 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[InferRequest,
         if n > len(body):
             raise bad_input(f"{HEADER_LENGTH} is {n} but the body has only {len(body)} bytes")
         head, tail = body[:n], body[n:]
+    check_values(head, value_cap)
     try:
         request = InferRequest.model_validate_json(head)
     except ValidationError as exc:  # answered by the shared handler, as FastAPI's own body errors are

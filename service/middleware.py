@@ -1,13 +1,18 @@
 """Two pure ASGI middlewares: request metrics around everything, and the request guard (415 and 413).
 
+MetricsMiddleware counts every answer by endpoint, model and status; a request whose client went away
+before any answer (it disconnected mid-body, say) is counted as status "499" (nginx's "client closed
+request"), not as the 500 a request that failed in the app without answering is.
+
 RequestGuard answers 415 when a POST body is not JSON (nor application/octet-stream on the endpoints that
 take binary bodies: /encode, /decode and the KServe V2 ones, which also take a body without Content-Type,
 as tritonclient sends it), and 413 when the body is over SDLGM_MAX_BODY_BYTES:
-at once from Content-Length, or while reading a body streamed without it (chunked). It reads the whole
-body before the app sees it (the app parses JSON, so it needs all of it anyway) and hands it on in one
-message. When a streamed body passes the limit before its end, it discards up to as much again, for at
-most DRAIN_S, before answering, so that the client, still sending, reads the 413 rather than a reset
-connection; a body that was already complete is answered at once.
+from Content-Length before reading it, or while reading a body streamed without it (chunked). It reads
+the whole body before the app sees it (the app parses JSON, so it needs all of it anyway) and hands it on
+in one message. Before refusing a body the client is still sending, it reads and discards it (up to
+DRAIN_FACTOR times the limit, for at most DRAIN_S), so that the client reads the answer rather than a
+connection reset by a close with its bytes unread: a plain client (urllib) sends its whole body before it
+reads anything. Not when the client asked `Expect: 100-continue`: it sends nothing until answered.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from service.errors import error_response
 from service.metrics import MODEL_STATE_KEY, Metrics
 
 DRAIN_S = 2.0
+DRAIN_FACTOR = 4  # a declared body up to this many times the limit is read out before its 413
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 BINARY_PATHS = {"/encode", "/decode"}
+CLIENT_CLOSED = 499
 V2_PREFIX = "/v2/"
 
 
@@ -57,6 +64,11 @@ async def drain_body(receive: Receive, max_bytes: int) -> None:
             drained += len(message.get("body", b""))
 
 
+def expects_continue(headers: Headers) -> bool:
+    """Whether the client waits for `100 Continue` before it sends its body."""
+    return headers.get("expect", "").strip().lower() == "100-continue"
+
+
 def endpoint_of(routes: list[BaseRoute], scope: Scope) -> str:
     """The route template a request matched (bounded label values), "other" when none did."""
     partial = "other"
@@ -80,17 +92,25 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         status = 500  # what the client gets when the app raises before answering
+        answered = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, answered = int(message["status"]), True
             await send(message)
+
+        async def receive_status() -> Message:
+            nonlocal status
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answered:
+                status = CLIENT_CLOSED
+            return message
 
         start = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive_status, send_status)
         finally:
             self.metrics.in_flight.dec()
             route = scope.get("route")  # the router's own match; absent when no route ran (404, 413, 415)
@@ -122,10 +142,14 @@ class RequestGuard:
         if scope["method"] in BODY_METHODS:
             refused = refused_media(scope["path"], media_type(headers))
             if refused is not None:
+                if not expects_continue(headers):
+                    await drain_body(receive, DRAIN_FACTOR * self.limit)
                 await self._refuse(scope, receive, send, 415, "unsupported_media_type", refused)
                 return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:
+            if int(declared) <= DRAIN_FACTOR * self.limit and not expects_continue(headers):
+                await drain_body(receive, int(declared))
             await self._refuse(scope, receive, send, 413, "payload_too_large", self._too_large(declared))
             return
         chunks: list[bytes] = []

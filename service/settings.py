@@ -30,9 +30,9 @@ def _check_name(name: str) -> str:
 class Settings(BaseSettings):
     """Environment variables: SDLGM_MODELS_DIR, SDLGM_DEFAULT_MODEL, SDLGM_MODELS, SDLGM_HOST, SDLGM_PORT,
     SDLGM_WORKERS, SDLGM_PROVIDER, SDLGM_ALLOW_CPU_FALLBACK, SDLGM_INTRA_OP_THREADS, SDLGM_INTER_OP_THREADS,
-    SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_BATCHING, SDLGM_BATCH_MAX_VECTORS,
-    SDLGM_BATCH_MAX_DELAY_MS, SDLGM_QUEUE_MAX_VECTORS, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL. An empty
-    variable counts as unset."""
+    SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_HEADER_TIMEOUT_S, SDLGM_BODY_TIMEOUT_S,
+    SDLGM_MAX_CONNECTIONS, SDLGM_DRAIN_TIMEOUT_S, SDLGM_BATCHING, SDLGM_BATCH_MAX_VECTORS, SDLGM_BATCH_MAX_DELAY_MS,
+    SDLGM_QUEUE_MAX_VECTORS, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL. An empty variable counts as unset."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True)
 
@@ -52,8 +52,17 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(default=1, ge=0, le=256, description="onnxruntime inter-op threads (0: its own)")
     max_batch: int = Field(default=1024, ge=1, le=65536, description="most vectors or codes in one request")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3, description="largest body (413)")
-    request_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0, description="inference time limit, the "
-                                     "time queued included (503)")
+    request_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0, description="time limit of a whole request "
+                                     "from its head: reading the body, parsing, queueing, inference, answering (503)")
+    header_timeout_s: float = Field(default=5.0, gt=0.0, le=600.0, description="time a connection has to send a "
+                                    "request's head, from its opening or the previous answer (idle: closed; "
+                                    "a partial head: 408)")
+    body_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0, description="time a request has to send its "
+                                  "body, from its head (408 and the connection closed)")
+    max_connections: int = Field(default=512, ge=1, le=65536, description="open connections per worker; one more "
+                                 "is answered 503 and closed")
+    drain_timeout_s: float = Field(default=8.0, ge=0.0, le=3600.0, description="after SIGTERM, the most the "
+                                   "service waits for accepted requests (then 503) before it exits")
     batching: bool = Field(default=True, description="coalesce concurrent requests to one model and operation "
                            "into one onnxruntime run (false: each request runs alone)")
     batch_max_vectors: int = Field(default=256, ge=1, le=65536, description="most vectors or codes in one "

@@ -149,6 +149,42 @@ def test_a_request_past_the_timeout_gets_503_and_a_queued_one_is_dropped_unrun(t
     assert capacity.used("m") == 0  # the first's vectors came back when its run ended
 
 
+TIMEOUT_MESSAGE = ("the request took longer than the request timeout of 10.0 s (SDLGM_REQUEST_TIMEOUT_S: reading, "
+                   "parsing, queueing, inference and answering); retry later or with a smaller batch")
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_the_request_s_own_deadline_bounds_its_wait_and_a_cancelled_one_is_dropped_unrun(tmp_path: Path,
+                                                                                        batching: bool) -> None:
+    s, capacity, _ = scheduler(tmp_path, batching=batching, batch_max_vectors=1)  # the timeout: 10 s
+    rt = FakeRuntime(sleep_s=0.4)
+    out: list[Any] = []
+
+    async def main() -> None:
+        async with s.running():
+            async def first() -> None:
+                try:
+                    await s.run(None, rt, "encode", rows(1, 0), lambda o: o,  # type: ignore[arg-type]
+                                deadline=anyio.current_time() + 0.1)
+                except ServiceError as exc:
+                    out.append((exc, anyio.current_time() - started))
+
+            started = anyio.current_time()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(first)
+                await anyio.sleep(0.02)
+                with anyio.move_on_after(0.05):  # a request cancelled from outside (its middleware's deadline)
+                    await s.run(None, rt, "encode", rows(1, 5), lambda o: o)  # type: ignore[arg-type]
+            await anyio.sleep(0.5)  # the first run ends; a queued second would run now
+
+    anyio.run(main)
+    [(exc, took)] = out
+    assert (exc.status, exc.kind, exc.message) == (503, "timeout", TIMEOUT_MESSAGE)
+    assert took < 0.35  # at its deadline, not when the run ends
+    assert rt.runs == ([1] if batching else [1, 1])  # queued and cancelled: never run (alone, it was running)
+    assert capacity.used("m") == 0
+
+
 def test_requests_over_the_capacity_are_shed_with_retry_after(tmp_path: Path) -> None:
     s, capacity, metrics = scheduler(tmp_path, limit=10, batch_max_delay_ms=200)
     rt = FakeRuntime()
@@ -190,11 +226,12 @@ def test_holds_grow_only_within_the_capacity_and_give_back_once(tmp_path: Path) 
 @pytest.mark.parametrize(("operation", "binary", "payload", "fmt", "want"), [
     ("encode", True, 4 * 80 * 64, "v1", 64),  # binary rows: exact
     ("encode", True, 10, "v1", 1),  # at least one
-    ("encode", False, 32 * 80 * 10 + 31, "v1", 10),  # JSON: 32 bytes a value at most
-    ("predict", False, 32 * 80 * 3, "v1", 3),
+    ("encode", False, 16 * 80 * 10 + 15, "v1", 10),  # JSON: 16 bytes a value
+    ("predict", False, 16 * 80 * 3, "v1", 3),
     ("decode", True, 3 * 40, "enum", 40),  # enum records of 3 bytes: exact
-    ("decode", True, 1000, "v1", 1),  # variable-length codes: no bound
-    ("decode", False, 10_000, "v1", 1),
+    ("decode", True, 1000, "v1", 31),  # variable-length codes: one a 32 bytes
+    ("decode", False, 10_000, "v1", 312),
+    ("decode", False, 20, "v1", 1),
 ])
 def test_the_estimate_of_a_body_s_vectors(operation: str, binary: bool, payload: int, fmt: str, want: int) -> None:
     manifest = SimpleNamespace(D=80, code_space=CodeSpace(K=64, L0=4))

@@ -5,7 +5,7 @@ deploy/k8s/schemas/, which reach into the same Kubernetes definitions), and what
 exists in the service: probe paths among the app's routes, ports among the container's ports and equal
 to its SDLGM_PORT, SDLGM_* names among Settings.model_fields with values those fields accept, HPA
 metrics among the adapter's rules over metrics the service exports, and a grace period that covers
-preStop plus the drain (requests in flight end within SDLGM_REQUEST_TIMEOUT_S). Each checker returns
+preStop plus the drain (requests in flight end within SDLGM_DRAIN_TIMEOUT_S). Each checker returns
 its problems as strings, and each is also shown to catch a broken manifest. One test runs the real
 service with the rendered settings and asks every probe path.
 """
@@ -39,9 +39,9 @@ KUBERNETES_VERSIONS = ("1.30", "1.37")
 CUSTOM_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.yaml",
                   ("serving.kserve.io/v1alpha1", "ServingRuntime"): "servingruntime.yaml",
                   ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice.yaml"}
-# The setting that bounds how long a request in flight can take after SIGTERM (uvicorn then stops
-# accepting and waits for them): the inference time limit.
-DRAIN_SETTING = "request_timeout_s"
+# The setting that bounds how long the service takes after SIGTERM (it stops accepting, then answers the
+# requests it accepted within it): the drain's time limit.
+DRAIN_SETTING = "drain_timeout_s"
 ADAPTER_RULES = K8S / "prometheus-adapter" / "rules.yaml"
 
 Obj = dict[str, Any]
@@ -418,9 +418,9 @@ def test_grace_period_covers_prestop_and_the_drain(rendered: dict[str, list[Obj]
             assert spec["terminationGracePeriodSeconds"] >= default
             assert all(preStop_sleep(c) > 0 for c in containers)
     base = copy.deepcopy(rendered["base"])
-    one(base, "ConfigMap")["data"]["SDLGM_REQUEST_TIMEOUT_S"] = "30"
+    one(base, "ConfigMap")["data"]["SDLGM_DRAIN_TIMEOUT_S"] = "30"
     assert grace_problems(base) == [
-        "Deployment/sdlgm: terminationGracePeriodSeconds 20 < preStop 5.0 s + SDLGM_REQUEST_TIMEOUT_S 30.0 s "
+        "Deployment/sdlgm: terminationGracePeriodSeconds 20 < preStop 5.0 s + SDLGM_DRAIN_TIMEOUT_S 30.0 s "
         f"(default {float(default)} s)"]
 
 

@@ -93,7 +93,7 @@ def run_shed_guard(capacity: Capacity, path: str, headers: list[tuple[bytes, byt
     """Feed the messages to the ShedGuard over a registry holding kpi5g (D = 80); (what it sent, the holds
     the app saw, messages left unread)."""
     registry = ModelRegistry("kpi5g", [], {"kpi5g": SimpleNamespace(manifest=SimpleNamespace(  # type: ignore[dict-item]
-        D=80, code_space=CodeSpace(K=64, L0=4)))})
+        D=80, L0=4, code_space=CodeSpace(K=64, L0=4)))})
     scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "query_string": query,
              "app": SimpleNamespace(state=SimpleNamespace(registry=registry))}
     pending = list(messages)
@@ -110,7 +110,7 @@ def run_shed_guard(capacity: Capacity, path: str, headers: list[tuple[bytes, byt
         hold = scope["state"]["sdlgm_hold"]
         holds.append((hold.model, hold.vectors, capacity.used("kpi5g")))
 
-    guard = ShedGuard(app, Metrics(), capacity, max_batch=300, max_drain_bytes=1 << 20)
+    guard = ShedGuard(app, Metrics(), capacity, max_batch=300, max_body_bytes=1 << 20)
     anyio.run(guard, scope, receive, send)
     return sent, holds, len(pending)
 
@@ -134,7 +134,7 @@ def test_a_request_that_does_not_fit_is_shed_without_its_body_reaching_the_app()
 
 @pytest.mark.parametrize(("path", "headers", "query", "held"), [
     ("/encode", rows_headers(4 * 80 * 7), b"", 7),  # binary rows: exactly
-    ("/encode", rows_headers(32 * 80 * 5, b"application/json"), b"", 5),  # JSON: at 32 bytes a value
+    ("/encode", rows_headers(16 * 80 * 5, b"application/json"), b"", 5),  # JSON: at 16 bytes a value
     ("/decode", rows_headers(3 * 9), b"format=enum", 9),  # enum codes: exactly
     ("/v2/models/kpi5g-encode/infer", rows_headers(100 + 4 * 80 * 6) + [(b"inference-header-content-length", b"100")],
      b"", 6),  # the binary tensor after its JSON header
@@ -158,8 +158,9 @@ def test_requests_for_no_loaded_model_pass_through_untouched(path: str, query: b
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["path"])
 
-    guard = ShedGuard(app, Metrics(), capacity, max_batch=300, max_drain_bytes=LIMIT)
-    registry = ModelRegistry("kpi5g", [], {"kpi5g": SimpleNamespace()})  # type: ignore[dict-item]
+    guard = ShedGuard(app, Metrics(), capacity, max_batch=300, max_body_bytes=LIMIT)
+    registry = ModelRegistry("kpi5g", [], {"kpi5g": SimpleNamespace(manifest=SimpleNamespace(  # type: ignore[dict-item]
+        D=80, L0=4))})
     scope = {"type": "http", "method": "POST", "path": path, "headers": rows_headers(8), "query_string": query,
              "app": SimpleNamespace(state=SimpleNamespace(registry=registry))}
     anyio.run(guard, scope, None, None)

@@ -110,8 +110,9 @@ def test_an_inference_timeout_answers_503_and_the_app_stays_healthy(models_dir: 
     with open_app(settings) as c:
         r = c.post("/predict", json={"vectors": [[0.0] * 72] * 300})
         assert r.status_code == 503
-        assert r.json() == {"kind": "timeout", "error": "inference took longer than the request timeout of 1e-06 s "
-                            "(SDLGM_REQUEST_TIMEOUT_S); retry later or with a smaller batch"}
+        assert r.json() == {"kind": "timeout", "error": "the request took longer than the request timeout of 1e-06 s "
+                            "(SDLGM_REQUEST_TIMEOUT_S: reading, parsing, queueing, inference and answering); retry "
+                            "later or with a smaller batch"}
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 200
         assert 'sdlgm_errors_total{kind="timeout"} 1.0' in c.get("/metrics").text

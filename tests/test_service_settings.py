@@ -31,19 +31,23 @@ def test_defaults(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (s.max_body_bytes, s.request_timeout_s, s.log_level) == (8 * 1024 * 1024, 10.0, "info")
     assert (s.workers, s.batching, s.batch_max_vectors, s.batch_max_delay_ms, s.queue_max_vectors) == (
         1, True, 256, 0.0, 4096)
+    assert (s.header_timeout_s, s.body_timeout_s, s.max_connections, s.drain_timeout_s) == (5.0, 10.0, 512, 8.0)
+    assert s.drain_timeout_s + 1.5 < 10  # the drain and the lifespan's end fit Docker's 10 s stop grace period
 
 
 def test_environment_variables_are_read(clean_env: pytest.MonkeyPatch) -> None:
     for key, value in {"MODELS": " kpi5g , emotions ", "PORT": "9000", "PROVIDER": "cpu",
                        "ALLOW_CPU_FALLBACK": "false", "MAX_BATCH": "64", "REQUEST_TIMEOUT_S": "0.5", "WORKERS": "3",
                        "BATCHING": "false", "BATCH_MAX_VECTORS": "32", "BATCH_MAX_DELAY_MS": "2.5",
-                       "QUEUE_MAX_VECTORS": "64"}.items():
+                       "QUEUE_MAX_VECTORS": "64", "HEADER_TIMEOUT_S": "2.5", "BODY_TIMEOUT_S": "30",
+                       "MAX_CONNECTIONS": "100", "DRAIN_TIMEOUT_S": "0"}.items():
         clean_env.setenv(f"SDLGM_{key}", value)
     s = Settings()
     assert s.model_names == ["kpi5g", "emotions"]
     assert (s.port, s.provider, s.allow_cpu_fallback, s.max_batch, s.request_timeout_s) == (9000, "cpu", False, 64, 0.5)
     assert (s.workers, s.batching, s.batch_max_vectors, s.batch_max_delay_ms, s.queue_max_vectors) == (
         3, False, 32, 2.5, 64)
+    assert (s.header_timeout_s, s.body_timeout_s, s.max_connections, s.drain_timeout_s) == (2.5, 30.0, 100, 0.0)
 
 
 def test_an_empty_variable_counts_as_unset(clean_env: pytest.MonkeyPatch) -> None:
@@ -70,6 +74,10 @@ BAD = [
     ({"SDLGM_BATCHING": "maybe"}, "SDLGM_BATCHING=maybe: Input should be a valid boolean"),
     ({"SDLGM_BATCH_MAX_VECTORS": "0"}, "SDLGM_BATCH_MAX_VECTORS=0: Input should be greater than or equal to 1"),
     ({"SDLGM_BATCH_MAX_DELAY_MS": "-1"}, "SDLGM_BATCH_MAX_DELAY_MS=-1: Input should be greater than or equal to 0"),
+    ({"SDLGM_HEADER_TIMEOUT_S": "0"}, "SDLGM_HEADER_TIMEOUT_S=0: Input should be greater than 0"),
+    ({"SDLGM_BODY_TIMEOUT_S": "-1"}, "SDLGM_BODY_TIMEOUT_S=-1: Input should be greater than 0"),
+    ({"SDLGM_MAX_CONNECTIONS": "0"}, "SDLGM_MAX_CONNECTIONS=0: Input should be greater than or equal to 1"),
+    ({"SDLGM_DRAIN_TIMEOUT_S": "-1"}, "SDLGM_DRAIN_TIMEOUT_S=-1: Input should be greater than or equal to 0"),
     ({"SDLGM_QUEUE_MAX_VECTORS": "100"}, "SDLGM_QUEUE_MAX_VECTORS=100 is below SDLGM_MAX_BATCH=1024: a full batch "
      "could never be queued"),
 ]

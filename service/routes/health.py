@@ -1,4 +1,4 @@
-"""GET /healthz (liveness: the process answers) and GET /readyz (every required model loaded and warm)."""
+"""GET /healthz (liveness: the process answers) and GET /readyz (every required model loaded and warm, and\nnot stopping)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 from fastapi import APIRouter, Response
 
-from service.deps import RegistryDep
+from service.deps import DrainDep, RegistryDep
 from service.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
@@ -18,9 +18,10 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", responses={503: {"model": Readiness, "description": "not ready, with reasons"}})
-async def readyz(registry: RegistryDep, response: Response) -> Readiness:
-    """200 when the default model and every model SDLGM_MODELS lists are loaded and warmed, else 503."""
-    reasons = registry.not_ready()
+async def readyz(registry: RegistryDep, drain: DrainDep, response: Response) -> Readiness:
+    """200 when the default model and every model SDLGM_MODELS lists are loaded and warmed, else 503; 503
+    from the moment the service begins to stop (SIGTERM)."""
+    reasons = registry.not_ready() + (["the service is stopping"] if drain.draining else [])
     response.status_code = 503 if reasons else 200
     return Readiness(ready=not reasons, models=sorted(registry.models), reasons=reasons,
                      refused=registry.refused)

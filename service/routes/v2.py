@@ -9,8 +9,9 @@ from fastapi import APIRouter, Header, Request, Response
 
 from bundle import __version__
 from service import kserve
-from service.deps import InferenceDep, RegistryDep, SettingsDep
+from service.deps import DrainDep, InferenceDep, RegistryDep, SettingsDep
 from service.errors import ERROR_RESPONSES, ServiceError, bad_input
+from service.fastjson import off_loop, value_cap
 from service.metrics import MODEL_STATE_KEY
 from service.registry import ModelRegistry
 from service.routes.decode import check_codes_of
@@ -40,9 +41,9 @@ async def live() -> dict[str, bool]:
 
 
 @router.get("/health/ready", responses={503: {"description": "not ready"}})
-async def ready(registry: RegistryDep, response: Response) -> dict[str, bool]:
-    """200 when every required bundle is loaded and warm (as /readyz), else 503."""
-    is_ready = not registry.not_ready()
+async def ready(registry: RegistryDep, drain: DrainDep, response: Response) -> dict[str, bool]:
+    """200 when every required bundle is loaded and warm and the service is not stopping (as /readyz), else 503."""
+    is_ready = not registry.not_ready() and not drain.draining
     response.status_code = 200 if is_ready else 503
     return {"ready": is_ready}
 
@@ -72,7 +73,9 @@ async def infer(model: str, request: Request, registry: RegistryDep, settings: S
                 version: str | None = None) -> Response:
     """Inference with JSON tensors or the binary tensor extension (Inference-Header-Content-Length)."""
     v2 = _model(model, version, registry, request)
-    body, raw = kserve.parse_request(await request.body(), inference_header_content_length)
+    sent = await request.body()
+    body, raw = await off_loop(request, len(sent), kserve.parse_request, sent, inference_header_content_length,
+                               value_cap(request))
     specs = {t.name: t for t in v2.inputs}
     inputs: dict[str, kserve.Array] = {}
     for inp, data in zip(body.inputs, raw, strict=True):
