@@ -3,7 +3,8 @@
 
 The launcher makes the directory, sets PROMETHEUS_MULTIPROC_DIR to it before any worker starts (each
 worker imports prometheus_client with it set, so its values go to files there: service.metrics) and
-removes it when uvicorn returns. Workers speak HTTP/1.1 with `NoDelayH11Protocol`: uvicorn binds the
+removes it when uvicorn returns. Workers speak HTTP/1.1 with `NoDelayHttpToolsProtocol` (uvicorn's httptools
+parser, as a single process uses when httptools is installed, which the serve extra pins): uvicorn binds the
 socket it shares with its workers without naming TCP as its protocol, so asyncio does not turn Nagle's
 algorithm off on their connections, and an answer written in two parts would wait for the client's
 delayed ACK (about 40 ms a request on Linux); the protocol turns it off on each connection.
@@ -18,7 +19,7 @@ import tempfile
 from asyncio import Transport
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.metrics import MULTIPROC_ENV
 from service.settings import Settings
@@ -26,8 +27,8 @@ from service.settings import Settings
 log = logging.getLogger("sdlgm.service")
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY on its connection."""
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with TCP_NODELAY on its connection."""
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         sock = transport.get_extra_info("socket")
@@ -42,4 +43,4 @@ def serve_workers(settings: Settings) -> None:
         os.environ[MULTIPROC_ENV] = metrics_dir
         log.info("%d worker processes, metrics merged in %s", settings.workers, metrics_dir)
         uvicorn.run("service.app:worker_app", factory=True, workers=settings.workers, host=settings.host,
-                    port=settings.port, log_level=settings.log_level, http=NoDelayH11Protocol)
+                    port=settings.port, log_level=settings.log_level, http=NoDelayHttpToolsProtocol)
