@@ -35,6 +35,7 @@ machine, the commit, the settings) and, with --doc, the table between the marker
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -427,13 +428,20 @@ def git(*args: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    import onnxruntime
-
     model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                   if ln.startswith("model name")), platform.processor())
+    packages = {name: installed(name) for name in ("onnxruntime", "fastapi", "uvicorn", "uvloop", "httptools")}
     return {"cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
-            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(), "packages": packages,
             "load_average_at_start": list(os.getloadavg())}
+
+
+def installed(name: str) -> str | None:
+    """The installed version of a distribution (None when absent: uvicorn then falls back to asyncio, h11)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def table(result: dict[str, Any]) -> str:
