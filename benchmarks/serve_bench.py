@@ -389,6 +389,7 @@ def measure(args: argparse.Namespace, bundle: Path, runtime: ModelRuntime, folde
             check_answer(srv, bodies[name], one if name == "single" else counts, m)
         check_answer(ref, bodies["single"], one, m)
         check_answer(alone, bodies["single"], one, m)
+
         def load(server: Server, body: str, connections: int, seconds: int = args.duration) -> Load:
             return wrk_run(args.wrk, server, bodies[body], connections, seconds)
 
@@ -402,13 +403,14 @@ def measure(args: argparse.Namespace, bundle: Path, runtime: ModelRuntime, folde
             figures["encode_single_json"].add(s.rps, r.rps, p50_ms=s.p50_ms, reference_p50_ms=r.p50_ms,
                                               cpu_ms_per_request=s.cpu_ms_per_request,
                                               reference_cpu_ms_per_request=r.cpu_ms_per_request)
-            for key, body in (("encode_batch_binary", "binary"), ("encode_batch_v2", "v2"), ("encode_batch_json", "json")):
-                raw = raw_rate(runtime.encode, batch, args.duration)  # right before its pair: the same conditions
+            for key, body in (("encode_batch_binary", "binary"), ("encode_batch_v2", "v2"),
+                              ("encode_batch_json", "json")):
+                raw = raw_rate(runtime.encode, batch, args.duration)  # right before its pair: same conditions
                 b = load(srv, body, conn)
                 figures[key].add(b.rps * B, raw, p50_ms=b.p50_ms, raw_ms_per_batch=B / raw * 1e3,
                                  cpu_ms_per_request=b.cpu_ms_per_request)
             on, off = load(srv, "single", args.concurrency), load(alone, "single", args.concurrency)
-            bare = load(ref, "single", args.concurrency)  # context: the bare app (model on its event loop) under the same load
+            bare = load(ref, "single", args.concurrency)  # context: the bare app (model on its loop), same load
             figures["concurrent_throughput"].add(on.rps, off.rps, cpu_ms_per_request=on.cpu_ms_per_request,
                                                  reference_cpu_ms_per_request=off.cpu_ms_per_request,
                                                  bare_app_rps=bare.rps)
@@ -444,18 +446,24 @@ def installed(name: str) -> str | None:
         return None
 
 
+def number(v: float) -> str:
+    """A figure as the table shows it: whole numbers from 100 up, else three significant digits."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def table(result: dict[str, Any]) -> str:
-    """The figures as a markdown table with the run's machine, commit and settings under it."""
+    """The figures as a markdown table, with the run's machine, commit, settings and notes under it."""
     lines = ["| figure | service | reference | ratio | goal | met |", "|---|---|---|---|---|---|"]
     for f in result["figures"]:
-        lines.append(f"| {f['name']}: {f['what']} | {f['value']:,.4g} {f['unit']} | {f['reference']['value']:,.4g} "
-                     f"{f['unit']} ({f['reference']['what']}) | {f['ratio']:.3g} | {f['goal']['text']} | "
-                     f"{'yes' if f['met'] else '**no**'} |")
+        ref, unit = f["reference"], f["unit"]
+        lines.append(f"| `{f['name']}`: {f['what']} | {number(f['value'])} {unit} | {number(ref['value'])} {unit}: "
+                     f"{ref['what']} | {f['ratio']:.2f} | {f['goal']['text']} | {'yes' if f['met'] else '**no**'} |")
     mc, st = result["machine"], result["settings"]
     lines += ["", f"Measured {result['date']} at commit `{result['commit'][:12]}`"
-              f"{' (with uncommitted changes)' if result['dirty'] else ''} on {mc['cpus']} CPUs ({mc['cpu_model']}), "
-              f"{st['rounds']} round(s) of {st['duration_s']} s per figure, onnxruntime intra-op threads "
-              f"{st['intra_op_threads']}, batch {st['batch_size']}."]
+              f"{' (with uncommitted changes)' if result['dirty'] else ''} on {mc['cpus']} CPUs ({mc['cpu_model']}): "
+              f"{st['rounds']} round(s) of {st['duration_s']} s per figure after {st['warmup_s']} s of warm-up, "
+              f"onnxruntime intra-op threads {st['intra_op_threads']}, batch {st['batch_size']}, {st['wrk']}. "
+              + " ".join(result["notes"])]
     return "\n".join(lines) + "\n"
 
 
@@ -483,7 +491,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--wrk", default="wrk", help="the wrk executable")
     p.add_argument("--note", action="append", default=[], help="a note for the result file (repeatable)")
     p.add_argument("--quick", action="store_true", help="1-s runs, one round, one start, no warm-up (a smoke test)")
+    p.add_argument("--table-only", action="store_true", help="measure nothing: print the table of the result "
+                   "file --out (and write it into --doc)")
     args = p.parse_args(argv)
+    if args.table_only:
+        text = table(json.loads(args.out.read_text()))
+        if args.doc is not None:
+            write_doc(args.doc, text)
+        print(text, end="")
+        return 0
     if args.quick:
         args.duration, args.warmup, args.rounds, args.starts = 1, 0, 1, 1
     wrk = shutil.which(args.wrk)
@@ -507,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "rounds": args.rounds, "starts": args.starts, "connections": args.connections,
                      "concurrency": args.concurrency, "batch_size": args.batch_size,
                      "intra_op_threads": args.threads, "inter_op_threads": 1, "workers": 1,
-                     "wrk": f"{version[0] if version else 'wrk'}, 1 thread", "quick": args.quick,
+                     "wrk": f"{version[0].split(' Copyright')[0] if version else 'wrk'}, 1 thread", "quick": args.quick,
                      "service_env": {k: v for k, v in service_command(bundle, 0, args.threads, True)[1].items()
                                      if k.startswith("SDLGM_") and k not in ("SDLGM_PORT", "SDLGM_MODELS_DIR")}},
         "notes": NOTES + args.note,
