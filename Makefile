@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve tools test lint mutation serve bench overload default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
+.PHONY: help venv venv-serve tools bench-tools test lint mutation serve bench overload default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -44,7 +44,16 @@ tools: ## install the Debian tools the tests need when missing: promtool, chromi
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: venv venv-serve tools ## run the whole test suite (creates both environments and installs the Debian tools first)
+# wrk (Debian's package) is the HTTP load generator of `make bench` and of its test: installed from apt when
+# missing, as .ci/docker_smoke.sh installs Docker; without root it says what to install.
+bench-tools: ## install wrk from Debian when missing (the load generator of make bench)
+	@command -v wrk >/dev/null || { \
+		[ "$$(id -u)" -eq 0 ] || { echo "wrk is missing and installing it needs root: apt-get install -y wrk" >&2; exit 1; }; \
+		echo "installing wrk from Debian"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || { echo "apt-get install wrk failed" >&2; exit 1; }; }
+	@wrk --version 2>&1 | head -1
+
+test: venv venv-serve tools bench-tools ## run the whole test suite (creates both environments and installs the Debian tools first: promtool, chromium, wrk)
 	$(VENV)/bin/pytest
 
 lint: venv ## ruff and mypy
@@ -65,8 +74,8 @@ mutation: venv ## mutation testing (mutmut, [tool.mutmut] in pyproject.toml) of 
 serve: venv-serve ## serve models/ (the default kpi5g bundle) on $(HOST):$(PORT) with no torch installed
 	SDLGM_HOST=$(HOST) SDLGM_PORT=$(PORT) $(SERVE_VENV)/bin/python -m service
 
-bench: venv ## service latency and throughput against raw onnxruntime on the default model
-	$(PY) benchmarks/serve_bench.py
+bench: venv bench-tools ## the serving figures against their references with wrk (docs/results/serving.json, docs/serving.md)
+	$(PY) benchmarks/serve_bench.py --doc docs/serving.md
 
 overload: venv ## 256 clients of 1024-vector JSON batches at once: shedding, /healthz latency, RSS (docs/results/overload.json)
 	$(PY) benchmarks/overload.py --out docs/results/overload.json

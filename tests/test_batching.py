@@ -4,6 +4,7 @@ that stay with their request, timeouts, shedding and the Content-Length estimate
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -98,6 +99,29 @@ def test_a_batch_holds_at_most_max_vectors_and_a_larger_request_runs_alone_unspl
     out = gather(s, [encode(s, rt, x) for x in xs])
     assert rt.runs == [3, 4, 5]  # in arrival order: [3], [3, 1] (3 + 3 > 4), [5] alone
     assert all(np.array_equal(o[1], x * 2) for x, o in zip(xs, out, strict=True))
+
+
+def test_every_run_of_a_batcher_is_in_its_own_thread_off_the_event_loop(tmp_path: Path) -> None:
+    s, _, _ = scheduler(tmp_path, batch_max_delay_ms=20)
+    rt = FakeRuntime()
+    threads: list[str] = []
+    loop_thread: list[str] = []
+
+    def finish(o: Output) -> Output:
+        threads.append(threading.current_thread().name)
+        return o
+
+    async def first() -> Any:
+        loop_thread.append(threading.current_thread().name)
+        return await s.run(None, rt, "encode", rows(1, 0), finish)  # type: ignore[arg-type]
+
+    async def later() -> Any:
+        await anyio.sleep(0.2)  # a second batch
+        return await s.run(None, rt, "encode", rows(2, 5), finish)  # type: ignore[arg-type]
+
+    gather(s, [first, later])
+    assert rt.runs == [1, 2] and len(set(threads)) == 1 and threads[0].startswith("sdlgm-batcher")
+    assert threads[0] != loop_thread[0]
 
 
 def test_an_error_building_one_answer_stays_with_its_request(tmp_path: Path) -> None:
