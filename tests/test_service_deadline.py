@@ -188,5 +188,5 @@ def test_a_client_gone_before_any_answer_counts_as_499_not_500() -> None:
 
     anyio.run(main)
     count = metrics.registry.get_sample_value
-    assert count("sdlgm_requests_total", {"endpoint": "other", "model": "", "status": "499"}) == 1
-    assert count("sdlgm_requests_total", {"endpoint": "other", "model": "", "status": "500"}) == 1
+    assert count("sdlgm_requests_total", {"endpoint": "other", "model": "", "version": "", "status": "499"}) == 1
+    assert count("sdlgm_requests_total", {"endpoint": "other", "model": "", "version": "", "status": "500"}) == 1

@@ -135,7 +135,7 @@ def test_500_half_open_posts_are_let_go_at_the_body_timeout_while_the_service_an
     assert took < BODY_S + 3.0  # all of them let go at their timeout, none held
     with slow.client() as c:
         after = scrape(c)
-    labels = {"endpoint": "/encode", "model": "", "status": "408"}
+    labels = {"endpoint": "/encode", "model": "", "version": "", "status": "408"}
     assert value(after, "sdlgm_requests_total", **labels) - value(before, "sdlgm_requests_total", **labels) == 500
     assert value(after, "sdlgm_in_flight_requests") == 1  # the scrape itself
 
@@ -173,7 +173,7 @@ def test_a_client_gone_mid_body_counts_as_499_not_500(slow: Server) -> None:
         after = scrape(c)
 
     def delta(status: str) -> float:
-        labels = {"endpoint": "/encode", "model": "", "status": status}
+        labels = {"endpoint": "/encode", "model": "", "version": "", "status": status}
         return value(after, "sdlgm_requests_total", **labels) - value(before, "sdlgm_requests_total", **labels)
 
     assert (delta("499"), delta("500")) == (1, 0)
