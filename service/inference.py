@@ -42,9 +42,10 @@ def as_matrix(rows: list[list[float]], D: int, max_batch: int) -> F32:
     return x
 
 
-def check_format(fmt: Format, manifest: Manifest) -> None:
+def check_format(fmt: Format, manifest: Manifest, served: str) -> None:
+    """422 unless the model served as `served` (its directory name, not the manifest's name) serves fmt."""
     if fmt not in manifest.formats:
-        raise ServiceError(422, "unsupported", f"model {manifest.name!r} does not serve the {fmt!r} format; it "
+        raise ServiceError(422, "unsupported", f"model {served!r} does not serve the {fmt!r} format; it "
                            f"serves {', '.join(manifest.formats)}")
 
 

@@ -136,12 +136,12 @@ def test_codes_out_builds_each_code_with_its_binary_form() -> None:
     ]
 
 
-def test_check_format_refuses_a_format_the_model_does_not_serve() -> None:
+def test_check_format_refuses_a_format_the_model_does_not_serve_by_its_served_name() -> None:
     from types import SimpleNamespace
 
     from service.inference import check_format
 
-    m = SimpleNamespace(name="tiny", formats=("v1", "enum"))
-    check_format("enum", m)  # type: ignore[arg-type]
-    assert refusal(lambda: check_format("range", m)) == (  # type: ignore[arg-type]
+    m = SimpleNamespace(name="tiny-as-trained", formats=("v1", "enum"))
+    check_format("enum", m, "tiny")  # type: ignore[arg-type]
+    assert refusal(lambda: check_format("range", m, "tiny")) == (  # type: ignore[arg-type]
         422, "unsupported", "model 'tiny' does not serve the 'range' format; it serves v1, enum")

@@ -58,7 +58,7 @@ async def decode_binary(request: Request, model: ModelDep, registry: RegistryDep
                         f"{binary.FINGERPRINT_HEADER} header or the ?fingerprint= query parameter")
     check_codes_of(model, given, registry)
     m = model.manifest
-    check_format(format, m)
+    check_format(format, m, model.name)
     blobs = binary.unframe(format, await request.body(), m.code_space, settings.max_batch)
     z = binary.counts_of(format, blobs, m.code_space, m.entropy)
     if binary.wants_binary(request.headers):
@@ -82,7 +82,7 @@ async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, se
     float32 rows with `Accept: application/octet-stream` (docs/serving.md)."""
     check_codes_of(model, body.fingerprint, registry)
     m = model.manifest
-    check_format(body.format, m)
+    check_format(body.format, m, model.name)
     z = as_counts(body.codes, m.code_space, settings.max_batch, body.format, m.entropy)
     # built without re-validation: B x D floats the model itself produced
     return await _decode(model, z, lambda x_hat: DecodeResponse.model_construct(

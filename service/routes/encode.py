@@ -74,7 +74,7 @@ async def encode_binary(request: Request, model: ModelDep, settings: SettingsDep
     """The binary twin of /encode (docs/serving.md): float32 rows in, framed codes out."""
     m = model.manifest
     x = binary.rows(await request.body(), m.D, settings.max_batch)
-    check_format(format, m)
+    check_format(format, m, model.name)
     rng = np.random.default_rng(seed) if stochastic else None
     if not binary.wants_binary(request.headers):
         out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, format, m.entropy), infer,
@@ -108,7 +108,7 @@ async def encode(body: EncodeRequest, model: ModelDep, settings: SettingsDep, me
     (docs/serving.md)."""
     m = model.manifest
     x = as_matrix(body.rows(), m.D, settings.max_batch)
-    check_format(body.format, m)
+    check_format(body.format, m, model.name)
     rng = np.random.default_rng(body.seed) if body.stochastic else None
     out = await _codes(model, x, rng, lambda L, c: codes_out(L, c, m.code_space, body.format, m.entropy), infer,
                        metrics, quality)
