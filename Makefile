@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve tools bench-tools test lint mutation serve bench overload default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
+.PHONY: help venv venv-serve tools bench-tools test lint mutation serve bench overload soak default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ bench: venv bench-tools ## the serving figures against their references with wrk
 
 overload: venv ## 256 clients of 1024-vector JSON batches at once: shedding, /healthz latency, RSS (docs/results/overload.json)
 	$(PY) benchmarks/overload.py --out docs/results/overload.json
+
+soak: venv bench-tools ## 100,000 mixed requests (encode 1 and 64, decode, predict) at 16 connections: errors, p50/p99, RSS growth (docs/results/soak.json)
+	$(PY) benchmarks/soak.py --out docs/results/soak.json
 
 default-model: venv ## retrain and export the committed default bundle models/kpi5g
 	$(VENV)/bin/sdlgm train --config configs/kpi5g.yaml --out runs/kpi5g

@@ -12,7 +12,7 @@ matches only requests whose Content-Type is application/octet-stream, so the JSO
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -86,6 +86,25 @@ def frame(fmt: Format, data: bytes, offsets: IntArray) -> bytes:
     return out.tobytes()
 
 
+def length_prefixed(body: bytes, width: np.dtype[Any], label: Callable[[int], str],
+                    most: int) -> tuple[list[bytes], int]:
+    """Up to `most` records from the start of body, each a little-endian length of `width` then that many
+    bytes, stopping at the body's end: (the records, the bytes they take). A record cut off is a 400 naming
+    it by label(i). The one walker of the native framing (LENGTH) and V2's BYTES elements (service.kserve)."""
+    records: list[bytes] = []
+    at = 0
+    while at < len(body) and len(records) < most:
+        if at + width.itemsize > len(body):
+            raise bad_input(f"{label(len(records))} is cut off in its length (at byte {at} of {len(body)})")
+        n = int(np.frombuffer(body, dtype=width, count=1, offset=at)[0])
+        at += width.itemsize
+        if at + n > len(body):
+            raise bad_input(f"{label(len(records))} declares {n} bytes but {len(body) - at} remain")
+        records.append(body[at:at + n])
+        at += n
+    return records, at
+
+
 def unframe(fmt: Format, body: bytes, space: CodeSpace, max_batch: int) -> list[bytes]:
     """The records of a framed body, refused (400) when they do not fill it exactly or are too many."""
     if fmt == "enum":
@@ -94,19 +113,7 @@ def unframe(fmt: Format, body: bytes, space: CodeSpace, max_batch: int) -> list[
             raise bad_input(f"binary body of {len(body)} bytes is not whole enum codes of {size} bytes")
         blobs = [body[i:i + size] for i in range(0, len(body), size)]
     else:
-        blobs = []
-        at = 0
-        while at < len(body):
-            if at + LENGTH.itemsize > len(body):
-                raise bad_input(f"code {len(blobs)} is cut off in its length (at byte {at} of {len(body)})")
-            n = int(np.frombuffer(body, dtype=LENGTH, count=1, offset=at)[0])
-            at += LENGTH.itemsize
-            if at + n > len(body):
-                raise bad_input(f"code {len(blobs)} declares {n} bytes but {len(body) - at} remain")
-            blobs.append(body[at:at + n])
-            at += n
-            if len(blobs) > max_batch:
-                break
+        blobs, _ = length_prefixed(body, LENGTH, lambda i: f"code {i}", max_batch + 1)
     if not blobs:
         raise bad_input("empty batch: send at least one code")
     if len(blobs) > max_batch:

@@ -24,7 +24,7 @@ from fastapi import Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from service.binary import OCTET_STREAM
+from service.binary import OCTET_STREAM, length_prefixed
 from service.errors import bad_input
 from service.fastjson import check_values
 
@@ -121,19 +121,13 @@ def parse_request(body: bytes, header_length: str | None,
 
 
 def _bytes_elements(raw: bytes, n: int, name: str) -> Array:
-    out = np.empty(n, dtype=object)
-    at = 0
-    for i in range(n):
-        if at + BYTES_LENGTH.itemsize > len(raw):
-            raise bad_input(f"input {name!r}: BYTES element {i} is cut off in its length")
-        size = int(np.frombuffer(raw, dtype=BYTES_LENGTH, count=1, offset=at)[0])
-        at += BYTES_LENGTH.itemsize
-        if at + size > len(raw):
-            raise bad_input(f"input {name!r}: BYTES element {i} declares {size} bytes but {len(raw) - at} remain")
-        out[i] = raw[at:at + size]
-        at += size
+    elements, at = length_prefixed(raw, BYTES_LENGTH, lambda i: f"input {name!r}: BYTES element {i}", n)
+    if len(elements) < n:
+        raise bad_input(f"input {name!r}: its shape holds {n} BYTES elements but its data ends after {len(elements)}")
     if at != len(raw):
         raise bad_input(f"input {name!r}: {len(raw) - at} bytes are left after its {n} BYTES elements")
+    out = np.empty(n, dtype=object)
+    out[:] = elements
     return out
 
 
