@@ -72,8 +72,10 @@ def run_job(command: str, bundle: Path, src: Path, out: Path, workers: int, fmt:
             raise BulkError(f"{src} does not hold codes of bundle {bundle} (its fingerprint differs)")
         check_columns(first.columns, [CODE_COLUMN], keep, str(src), "a code file's")
         fmt = decoder.fmt
+    files = sorted(src.glob("*.parquet")) if src.is_dir() else [src]
+    blocks = max(1, -(-sum(pq.read_metadata(f).num_rows for f in files) // batch_rows))
     t0 = time.perf_counter()
-    ds = ray.data.read_parquet(str(src))
+    ds = ray.data.read_parquet(str(src), override_num_blocks=blocks)  # a block per batch: every actor has work
     ds = ds.map_batches(fn, fn_constructor_kwargs={"bundle_dir": str(bundle), "fmt": fmt, "keep": list(keep),
                                                    "threads": threads},
                         batch_format="pyarrow", batch_size=batch_rows,

@@ -29,6 +29,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, object]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_config
+    from training.distributed import World
     from training.tasks import load_task
     from training.trainer import train
 
@@ -38,8 +39,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     out = Path(args.out or f"runs/{cfg.name}")
     task = load_task(cfg.data, cfg.train.seed)
-    train(cfg, task, out, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after)
-    print(json.dumps({"run": str(out), "checkpoint": str(out / "checkpoint.pt")}))
+    world = World.from_env(cfg.train.device)  # a world of one unless torchrun started this process
+    try:
+        train(cfg, task, out, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after,
+              world=world)
+    finally:
+        world.close()
+    if world.main:
+        print(json.dumps({"run": str(out), "checkpoint": str(out / "checkpoint.pt"), "processes": world.size}))
     return 0
 
 
