@@ -72,10 +72,13 @@ def run_job(command: str, bundle: Path, src: Path, out: Path, workers: int, fmt:
             raise BulkError(f"{src} does not hold codes of bundle {bundle} (its fingerprint differs)")
         check_columns(first.columns, [CODE_COLUMN], keep, str(src), "a code file's")
         fmt = decoder.fmt
-    files = sorted(src.glob("*.parquet")) if src.is_dir() else [src]
-    blocks = max(1, -(-sum(pq.read_metadata(f).num_rows for f in files) // batch_rows))
+    # Blocks of about one batch, so that every actor has work: Ray's Parquet reader would read a small data
+    # set (tens of MB) as one block, which one actor alone codes whatever the pool's size.
+    sample = next(pq.ParquetFile(_first_file(src)).iter_batches(batch_size=1024), None)
+    if sample is not None and sample.num_rows:
+        ray.data.DataContext.get_current().target_max_block_size = batch_rows * sample.nbytes // sample.num_rows
     t0 = time.perf_counter()
-    ds = ray.data.read_parquet(str(src), override_num_blocks=blocks)  # a block per batch: every actor has work
+    ds = ray.data.read_parquet(str(src))
     ds = ds.map_batches(fn, fn_constructor_kwargs={"bundle_dir": str(bundle), "fmt": fmt, "keep": list(keep),
                                                    "threads": threads},
                         batch_format="pyarrow", batch_size=batch_rows,

@@ -366,7 +366,7 @@ def run_chunks(fn: ChunkFn, chunks: Iterable[pa.Table], empty: pa.Table, out: Pa
     else:
         work.mkdir(parents=True, exist_ok=True)
         _write_json(marker, {"job": job, "done": 0})
-    start, coded, skipped, new = time.perf_counter(), 0, 0, 0
+    start, rows_coded, skipped, new = time.perf_counter(), 0, 0, 0
     bar = tqdm(total=rows, unit="vec", unit_scale=True, disable=not progress, desc=out.name, dynamic_ncols=True)
     with bar:
         for i, chunk in enumerate(chunks):
@@ -375,20 +375,26 @@ def run_chunks(fn: ChunkFn, chunks: Iterable[pa.Table], empty: pa.Table, out: Pa
                 bar.update(chunk.num_rows)
                 continue
             if stop_after is not None and new >= stop_after:
-                return {"out": str(out), "complete": False, "chunks_done": done, "rows_coded": coded,
+                return {"out": str(out), "complete": False, "chunks_done": done, "rows_coded": rows_coded,
                         "resume_dir": str(work)}
             part = work / f"part-{i:06d}.parquet"
             tmp = part.with_name(part.name + ".tmp")
-            pq.write_table(fn(chunk), tmp)
+            try:
+                coded = fn(chunk)
+            except BulkError as exc:
+                first = i * int(job["chunk_rows"])
+                raise BulkError(f"{job['input']}, rows {first}..{first + chunk.num_rows - 1}: {exc}") from exc
+            pq.write_table(coded, tmp)
             os.replace(tmp, part)
-            done, new, coded = i + 1, new + 1, coded + chunk.num_rows
+            done, new, rows_coded = i + 1, new + 1, rows_coded + chunk.num_rows
             _write_json(marker, {"job": job, "done": done})
             bar.update(chunk.num_rows)
     seconds = time.perf_counter() - start
     write_output([work / f"part-{i:06d}.parquet" for i in range(done)], empty, out, csv_header)
     shutil.rmtree(work)
-    return {"out": str(out), "complete": True, "chunks": done, "rows": coded + skipped, "rows_coded": coded,
-            "rows_skipped": skipped, "seconds": seconds, "vectors_per_s": coded / seconds if seconds > 0 else None}
+    return {"out": str(out), "complete": True, "chunks": done, "rows": rows_coded + skipped,
+            "rows_coded": rows_coded, "rows_skipped": skipped, "seconds": seconds,
+            "vectors_per_s": rows_coded / seconds if seconds > 0 else None}
 
 
 def _check_out(src: Path, out: Path) -> None:

@@ -152,7 +152,7 @@ def test_a_file_whose_columns_are_not_the_bundles_feature_names_is_refused(
 def test_empty_and_non_numeric_values_are_refused(windows: pa.Table, tmp_path: Path) -> None:
     col = windows.schema.get_field_index("SNR@t3")
     holes = windows.set_column(col, "SNR@t3", pa.array([None, *windows["SNR@t3"].to_pylist()[1:]], pa.float32()))
-    with pytest.raises(BulkError, match=r"column 'SNR@t3' has 1 empty values"):
+    with pytest.raises(BulkError, match=r"holes.parquet, rows 0\.\.1199: column 'SNR@t3' has 1 empty values"):
         encode_file(BUNDLE, _write(holes, tmp_path / "holes.parquet"), tmp_path / "c.parquet", keep=["id"],
                     progress=False)
     text = windows.set_column(col, "SNR@t3", pa.array(["high"] * windows.num_rows))
