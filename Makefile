@@ -7,7 +7,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve tools bench-tools test lint mutation serve bench overload soak default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
+.PHONY: help venv venv-serve tools bench-tools test lint mutation serve bench bench-bulk overload soak default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ serve: venv-serve ## serve models/ (the default kpi5g bundle) on $(HOST):$(PORT)
 
 bench: venv bench-tools ## the serving figures against their references with wrk (docs/results/serving.json, docs/serving.md)
 	$(PY) benchmarks/serve_bench.py --doc docs/serving.md
+
+bench-bulk: venv ## bulk coding throughput: sdlgm encode at 1 and 2 threads, the Ray job at 1 and 2 workers (docs/results/bulk.json)
+	$(PY) benchmarks/bulk_bench.py
 
 overload: venv ## 256 clients of 1024-vector JSON batches at once: shedding, /healthz latency, RSS (docs/results/overload.json)
 	$(PY) benchmarks/overload.py --out docs/results/overload.json

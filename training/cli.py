@@ -1,4 +1,9 @@
-"""The `sdlgm` command line: `sdlgm train`, `sdlgm eval`, `sdlgm export`; each is `main(argv)`."""
+"""The `sdlgm` command line: `sdlgm train`, `sdlgm eval`, `sdlgm export`, and the bulk coding of files
+`sdlgm encode`, `sdlgm decode` (bundle.bulk); each is `main(argv)`.
+
+Every command imports what it needs when it runs: encode and decode import no torch (they need the bulk
+extra only), and `sdlgm train` under torchrun trains with DistributedDataParallel (training.distributed).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from training.config import load_config
-
 
 def _overrides(pairs: Sequence[str]) -> dict[str, object]:
+    import yaml
+
     out: dict[str, object] = {}
     for p in pairs:
         key, sep, value = p.partition("=")
@@ -25,6 +28,8 @@ def _overrides(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.distributed import World
     from training.tasks import load_task
     from training.trainer import train
 
@@ -34,8 +39,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     out = Path(args.out or f"runs/{cfg.name}")
     task = load_task(cfg.data, cfg.train.seed)
-    train(cfg, task, out, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after)
-    print(json.dumps({"run": str(out), "checkpoint": str(out / "checkpoint.pt")}))
+    world = World.from_env(cfg.train.device)  # a world of one unless torchrun started this process
+    try:
+        train(cfg, task, out, resume=args.resume, progress=not args.no_progress, stop_after=args.stop_after,
+              world=world)
+    finally:
+        world.close()
+    if world.main:
+        print(json.dumps({"run": str(out), "checkpoint": str(out / "checkpoint.pt"), "processes": world.size}))
     return 0
 
 
@@ -75,6 +86,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from bundle.bulk import BulkError, encode_file
+
+    try:
+        result = encode_file(Path(args.bundle), Path(args.input), Path(args.out), args.format, args.keep,
+                             args.chunk_rows, args.threads, args.stop_after_chunks, not args.no_progress)
+    except BulkError as exc:
+        raise SystemExit(f"sdlgm encode: {exc}") from exc
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from bundle.bulk import BulkError, decode_file
+
+    try:
+        result = decode_file(Path(args.bundle), Path(args.input), Path(args.out), args.keep, args.chunk_rows,
+                             args.threads, args.stop_after_chunks, not args.no_progress)
+    except BulkError as exc:
+        raise SystemExit(f"sdlgm decode: {exc}") from exc
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _bulk_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--bundle", required=True, help="the bundle directory (manifest.json and its graphs)")
+    p.add_argument("--in", dest="input", required=True, metavar="FILE", help=f"{what} (.csv, .parquet or .pq)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the output file (.csv, .parquet or .pq)")
+    p.add_argument("--keep", action="append", default=[], metavar="COLUMN",
+                   help="carry this input column over to the output (e.g. a row id); repeatable")
+    p.add_argument("--chunk-rows", type=int, default=8192, help="rows per chunk: one part file of the resume state")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    p.add_argument("--stop-after-chunks", type=int, metavar="N",
+                   help="stop after coding N chunks; rerun the same command to resume")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sdlgm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -100,6 +148,13 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--version")
     x.add_argument("--data-dir")
     x.set_defaults(fn=cmd_export)
+    n = sub.add_parser("encode", help="encode a CSV or Parquet file of vectors into a file of codes (resumable)")
+    _bulk_options(n, "vectors, one column per feature name of the bundle")
+    n.add_argument("--format", choices=["v1", "enum", "range"], default="v1", help="the code format")
+    n.set_defaults(fn=cmd_encode)
+    d = sub.add_parser("decode", help="decode a file of codes (from sdlgm encode) into reconstructions")
+    _bulk_options(d, "codes written by sdlgm encode")
+    d.set_defaults(fn=cmd_decode)
     return p
 
 

@@ -103,6 +103,7 @@ class TrainConfig(Strict):
     tau_z: Temperature = Temperature()
     eval_every: int = Field(1000, gt=0)
     checkpoint_every: int = Field(1000, gt=0)
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda: one GPU per process (under torchrun: per local rank)
     threshold_grid: list[float] = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]  # label kinds
 
     @model_validator(mode="after")

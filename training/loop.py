@@ -198,6 +198,7 @@ class RunHooks:
     record: Callable[[int], dict[str, Any]] | None = None  # step -> extra fields of the "train" line
     progress: bool = False
     desc: str | None = None
+    reduce: Callable[[dict[str, float]], dict[str, float]] | None = None  # the logged figures across processes
 
 
 def run(loop: Loop, hooks: RunHooks | None = None, stop_after: int | None = None) -> None:
@@ -228,6 +229,8 @@ def _log_eval(log: IO[str] | None, hooks: RunHooks, step: int, terms: Mapping[st
               seconds: float, timed_steps: int) -> None:
     done = step + 1
     stats = {k: float(v.mean()) for k, v in terms.items()}
+    if hooks.reduce is not None:  # data-parallel: every rank's figures, averaged (training.distributed)
+        stats = hooks.reduce(stats)
     record = {"step": done, "split": "train", "seconds": seconds, "timed_steps": timed_steps, **stats,
               **(hooks.record(step) if hooks.record else {})}
     valid = hooks.evaluate(step) if hooks.evaluate else None
