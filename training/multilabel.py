@@ -17,6 +17,10 @@ SDLGM-Con (model.con: labels plus 16 unobserved slots, L0z = 4, straight-through
 one-vs-rest logistic regression (scikit-learn), and linear models with the softmax and sparsemax losses on
 the targets y / |y|. Prediction rules: logistic and SDLGM p_k >= t with t in {0.05, ..., 0.5}; softmax
 p_k > t / K; sparsemax the support of sparsemax(t s).
+
+Any Mulan set runs the protocol (`run_dataset` takes the data, not a name); given an `Exporter`, each SDLGM
+variant's rerun-0 model goes to it, and `export_supervised` makes it a bundle that /predict serves with
+the CV-chosen threshold.
 """
 
 from __future__ import annotations
@@ -74,9 +78,14 @@ def sparsemax_loss(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------- methods
 
 
+Supervised = SDLGMDis | SDLGMGen | SDLGMCon
+Trainer = Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Supervised]
+
+
 @dataclass
 class Method:
-    """A method: a training grid, a rule grid, fit(X, Y, hp, seed) -> scores function, and predict."""
+    """A method: a training grid, a rule grid, fit(X, Y, hp, seed) -> scores function, and predict. An
+    SDLGM variant also has `train`, the fit's model itself, which a bundle can be exported from."""
 
     name: str
     grid: Callable[[np.ndarray], list[dict[str, Any]]]  # hyperparameter sets, given the training labels
@@ -84,6 +93,7 @@ class Method:
     fit: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]
     predict: Callable[[np.ndarray, float], np.ndarray]  # (scores (N, K), rule value) -> bool (N, K)
     deterministic: bool = False  # reruns give the same numbers (no seed in the fit)
+    train: Trainer | None = None
 
 
 def _torch(x: np.ndarray) -> torch.Tensor:
@@ -136,16 +146,20 @@ def train_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SD
                   decoder=(hp["hidden"],), alpha=hp["alpha"])
 
 
-def _fit(train: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], SDLGMDis | SDLGMGen | SDLGMCon],
-         ) -> Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]:
+def label_scores(model: Supervised, X: np.ndarray) -> np.ndarray:
+    """P(k in code) for each row of standardized X (N, D) and label k: (N, K)."""
+    return model.label_probability(_torch(X)).numpy()
+
+
+def _fit(train: Trainer) -> Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]:
     """A Method's fit: train, then score test rows by P(k in code)."""
     def fit(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
         model = train(X, Y, hp, seed)
-        return lambda Xt: model.label_probability(_torch(Xt)).numpy()
+        return lambda Xt: label_scores(model, Xt)
     return fit
 
 
-def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.ndarray, out_dir: Path, name: str,
+def export_supervised(model: Supervised, X_train_raw: np.ndarray, out_dir: Path, name: str,
                       version: str, data: MultiLabelData, threshold: float, variant: str,
                       test: MultiLabelData, hp: dict[str, Any] | None = None) -> Manifest:
     """A supervised bundle (kind "sdlgm-dis": the code is the label set) that /predict serves, through the
@@ -240,9 +254,9 @@ def methods(quick: bool = False) -> list[Method]:
     lin_l2 = (1e-3,) if quick else (1e-3, 1e-2, 1e-1)
     iters = 20 if quick else 300
     return [
-        Method("SDLGM-Dis", dis_grid, THRESHOLDS, _fit(train_dis), predict_threshold),
-        Method("SDLGM-Gen", gen_grid, THRESHOLDS, _fit(train_gen), predict_threshold),
-        Method("SDLGM-Con", con_grid, THRESHOLDS, _fit(train_con), predict_threshold),
+        Method("SDLGM-Dis", dis_grid, THRESHOLDS, _fit(train_dis), predict_threshold, train=train_dis),
+        Method("SDLGM-Gen", gen_grid, THRESHOLDS, _fit(train_gen), predict_threshold, train=train_gen),
+        Method("SDLGM-Con", con_grid, THRESHOLDS, _fit(train_con), predict_threshold, train=train_con),
         Method("logistic (one-vs-rest)", lambda Y: [{"C": c} for c in ((1.0,) if quick else (0.01, 0.1, 1.0))],
                THRESHOLDS, fit_logistic, predict_threshold, deterministic=True),
         Method("softmax", lambda Y: [{"l2": v, "iters": iters} for v in lin_l2], [0.5 * i for i in range(1, 11)],
@@ -262,6 +276,8 @@ class Fold:
     X_test: np.ndarray
     Y_test: np.ndarray
     seed: int
+    X_train_raw: np.ndarray  # the same rows as read (what a bundle exported from this fold takes)
+    X_test_raw: np.ndarray
 
 
 def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,13 +291,13 @@ def outer_folds(train: MultiLabelData, test: MultiLabelData | None, reruns: int)
     if test is not None:
         te = drop_unlabelled(test)
         Xa, Xb = standardize(tr.X, te.X)
-        return [Fold(Xa, tr.Y, Xb, te.Y, seed) for seed in range(reruns)]
+        return [Fold(Xa, tr.Y, Xb, te.Y, seed, tr.X, te.X) for seed in range(reruns)]
     folds = []
     for seed, (a, b) in enumerate(KFold(max(reruns, 2), shuffle=True, random_state=0).split(tr.X)):
         if seed == reruns:
             break
         Xa, Xb = standardize(tr.X[a], tr.X[b])
-        folds.append(Fold(Xa, tr.Y[a], Xb, tr.Y[b], seed))
+        folds.append(Fold(Xa, tr.Y[a], Xb, tr.Y[b], seed, tr.X[a], tr.X[b]))
     return folds
 
 
@@ -324,10 +340,15 @@ class Row:
         return out
 
 
+Exporter = Callable[[Method, Supervised, Fold, dict[str, Any], float], None]
+
+
 def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, reruns: int = 5,
                 cv_folds: int = 5, chosen: Sequence[Method] | None = None,
-                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Every method on one data set under the protocol; one summary per method."""
+                log: Callable[[str], None] | None = None, export: Exporter | None = None) -> list[dict[str, Any]]:
+    """Every method on one data set under the protocol; one summary per method. With `export`, each SDLGM
+    variant's rerun-0 model (the one scored for rerun 0) is handed to it with its fold, hyperparameters and
+    rule (the threshold)."""
     folds = outer_folds(train, test, reruns)
     rows = []
     for method in chosen if chosen is not None else methods():
@@ -341,6 +362,11 @@ def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, r
             hp, rule = picked
             if method.deterministic and row.runs and test is not None:
                 row.runs.append(row.runs[-1])  # the same fit again: no seed in this method
+            elif export is not None and method.train is not None and not row.runs:
+                model = method.train(fold.X_train, fold.Y_train, hp, fold.seed)
+                scores = label_scores(model, fold.X_test)
+                row.runs.append(f1_scores(fold.Y_test, method.predict(scores, rule)))
+                export(method, model, fold, hp, rule)
             else:
                 scores = method.fit(fold.X_train, fold.Y_train, hp, fold.seed)(fold.X_test)
                 row.runs.append(f1_scores(fold.Y_test, method.predict(scores, rule)))
