@@ -323,18 +323,20 @@ def select(method: Method, X: np.ndarray, Y: np.ndarray, folds: int = 5, seed: i
 class Row:
     dataset: str
     method: str
+    split: str  # how the reruns split the data
     runs: list[dict[str, float]] = field(default_factory=list)
     hyperparameters: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"dataset": self.dataset, "method": self.method}
+        out: dict[str, Any] = {"dataset": self.dataset, "method": self.method, "split": self.split}
         for key, name in (("micro_f1", "micro_f1"), ("macro_f1", "macro_f1"),
                           ("macro_f1_harmonic", "macro_f1_harmonic")):
             vals = np.array([r[key] for r in self.runs])
             out[f"{name}_mean"] = float(vals.mean())
             out[f"{name}_std"] = float(vals.std())
         out["runs"] = len(self.runs)
+        out["per_run"] = [{k: round(v, 6) for k, v in r.items()} for r in self.runs]  # rerun r's test figures
         out["hyperparameters"] = self.hyperparameters
         out["seconds"] = round(self.seconds, 1)
         return out
@@ -353,7 +355,7 @@ def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, r
     rows = []
     for method in chosen if chosen is not None else methods():
         t0 = time.perf_counter()
-        row = Row(name, method.name)
+        row = Row(name, method.name, "train/test files" if test is not None else f"outer {max(reruns, 2)}-fold")
         picked: tuple[dict[str, Any], float] | None = None
         for fold in folds:
             if picked is None or test is None:  # a fixed training part is tuned once; each outer fold anew
