@@ -9,8 +9,10 @@ samples and gradients, tested in tests/test_variants.py) to show what fusing sav
 
     python benchmarks/timing.py            # make reproduce-timing
     python benchmarks/timing.py --quick    # seconds: a smoke run
+    python benchmarks/timing.py --device cuda --threads 1   # on a GPU, as the paper (synchronized clocks)
 
-Writes <out>/timing.json (objects with method, ms_per_iter, ...).
+Writes <out>/timing.json (objects with method, ms_per_iter, ...); the rows of other (device, thread count)
+pairs already there are kept, so `--threads 1` or `--device cuda` adds to the file instead of replacing it.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def time_methods(x: torch.Tensor, threads: int, reps: int, iters: int) -> list[d
                      "batch": 100, "threads": threads, "device": str(x.device), "iqr_ms": round(q[2] - q[0], 3)})
     prof = profile_sdlgm(x, 5 if reps < 5 else 50)
     rows.append({"method": "profile: sample_code forward+backward alone", "ms_per_iter": None,
-                 "threads": threads, **{k: round(v, 3) for k, v in prof.items()}})
+                 "threads": threads, "device": str(x.device), **{k: round(v, 3) for k, v in prof.items()}})
     return rows
 
 
@@ -124,9 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.reps, args.iters = 3, 3
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        p.error(f"--device {args.device!r}: {e}; use cpu, cuda or cuda:N")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device {args.device!r}: timed on cpu or cuda only")
     if device.type == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: this torch build sees no GPU")
+        built = torch.version.cuda or "none: a CPU-only build"
+        p.error(f"--device cuda: torch {torch.__version__} sees no CUDA device (its CUDA: {built}); run it on a "
+                "machine with an NVIDIA GPU and a CUDA build of torch, or time with --device cpu")
     t_start = time.perf_counter()
     x = torch.from_numpy(datasets.load_binarized_mnist("train", datasets.data_dir())).to(device)
     rows: list[dict[str, Any]] = []
@@ -134,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += time_methods(x, threads, args.reps, args.iters)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "timing.json").write_text(json.dumps(rows, indent=2) + "\n")
+    path = out / "timing.json"
+    ran = {(str(device), t) for t in args.threads}
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    kept = [r for r in earlier if (r.get("device", "cpu"), r.get("threads")) not in ran]  # other devices, threads
+    path.write_text(json.dumps(kept + rows, indent=2) + "\n")
     for r in rows:
         print(json.dumps(r))
     for threads in args.threads:

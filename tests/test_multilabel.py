@@ -168,7 +168,10 @@ def test_the_report_gives_the_fold_range_of_sets_measured_by_outer_folds() -> No
     runs = [{"micro_f1": m, "macro_f1": 0.2, "macro_f1_harmonic": h} for m, h in ((0.44, 0.21), (0.49, 0.25))]
     rows = [{"dataset": "cal500", "method": "logistic (one-vs-rest)", "split": "outer 5-fold", "per_run": runs},
             {"dataset": "emotions", "method": "softmax", "split": "train/test files", "per_run": runs}]
-    assert fold_ranges(rows)[2:] == ["| CAL500 | logistic (one-vs-rest) | 44.00 - 49.00 | 48.88 | 21.00 - 25.00 | 24.49 |", ""]
+    assert fold_ranges(rows)[2:] == [
+        "| CAL500 | logistic (one-vs-rest) | 44.00 - 49.00 | 48.88 (inside) | 21.00 - 25.00 | 24.49 (inside) |", ""]
+    rows[0]["per_run"] = [{**r, "micro_f1": r["micro_f1"] - 0.01} for r in runs]
+    assert "| 43.00 - 48.00 | 48.88 (above by 0.88) |" in fold_ranges(rows)[2]
     assert fold_ranges(rows[1:]) == []
 
 
