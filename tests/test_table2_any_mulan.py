@@ -83,3 +83,23 @@ def test_bad_set_specs_are_refused_with_the_form_to_use(spec: str, message: str,
     with pytest.raises(SystemExit) as e:
         table2.main(["--quick", "--sets", spec])
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_more_cv_criteria_add_rows_and_leave_the_default_rows_as_they_were(tmp_path: Path) -> None:
+    """--objectives mean micro harmonic: a row per criterion, and the mean rows are those of a run of mean
+    alone (the criteria read the same fits; each picks its own cell)."""
+    import table2
+
+    train, test, _, xml = tiny_set(tmp_path)
+    common = ["--quick", "--sets", f"pair={train},{test},{xml}", "--methods", "SDLGM-Dis", "logistic (one-vs-rest)"]
+    assert table2.main([*common, "--out", str(tmp_path / "one")]) == 0
+    assert table2.main([*common, "--objectives", "mean", "micro", "harmonic", "--out", str(tmp_path / "three")]) == 0
+    one = json.loads((tmp_path / "one" / "table2.json").read_text())
+    three = json.loads((tmp_path / "three" / "table2.json").read_text())
+    assert sorted((r["method"], r["objective"]) for r in three) == sorted(
+        (m, o) for m in ("SDLGM-Dis", "logistic (one-vs-rest)") for o in ("mean", "micro", "harmonic"))
+    strip = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in three if r["objective"] == "mean"] == [
+        {k: v for k, v in r.items() if k not in strip} for r in one]
+    md = (tmp_path / "three" / "table2.md").read_text()
+    assert "## One model per column" in md and "### pair, one model per column" in md
