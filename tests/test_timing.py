@@ -41,3 +41,12 @@ def test_a_run_keeps_the_rows_of_other_thread_counts_and_devices(tmp_path: Path)
     rows = json.loads((tmp_path / "timing.json").read_text())
     assert rows[:2] == other and stale not in rows
     assert {r["method"] for r in rows[2:]} >= {"SDLGM", "GS-VAE 20x10"} and all(r["device"] == "cpu" for r in rows[2:])
+
+
+@pytest.mark.parametrize("argv", [["--threads", "2"], ["--threads", "1", "2"]])
+def test_the_cpu_clock_is_refused_where_it_would_mislead(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    import timing
+
+    with pytest.raises(SystemExit) as e:
+        timing.main(["--quick", "--clock", "cpu", *argv])
+    assert e.value.code == 2 and "--clock cpu sums the CPU time of every thread" in capsys.readouterr().err
