@@ -150,10 +150,49 @@ def test_the_table2_report_sets_the_papers_rows_beside_ours() -> None:
                 "macro_f1_mean": harmonic - 0.01, "macro_f1_std": 0.0, "macro_f1_harmonic_mean": harmonic,
                 "macro_f1_harmonic_std": 0.0}
 
-    text = markdown([row("SDLGM-Dis", 0.72, 0.70), row("logistic (one-vs-rest)", 0.68, 0.69)])
-    assert "| SDLGM-Dis | 72.00 ± 1.00 | 70.99 | 70.00 ± 0.00 | 70.86 | 69.00 ± 0.00 |" in text
+    text = markdown([row("SDLGM-Dis", 0.72, 0.70), row("logistic (one-vs-rest)", 0.68, 0.69),
+                     {**row("SDLGM-Dis", 0.5, 0.4), "dataset": "mine"}])
+    assert "| SDLGM-Dis | **72.00 ± 1.00** | 70.99 | **70.00 ± 0.00** | 70.86 | **69.00 ± 0.00** |" in text
     assert "| logistic (one-vs-rest) | 68.00 ± 1.00 | 66.75 | 69.00 ± 0.00 | 68.56 |" in text
     # best SDLGM 72.00 against the paper's best SDLGM micro 71.45 (SDLGM-Con) and our baseline 68.00
-    assert "| emotions | micro | 72.00 (SDLGM-Dis) | 71.45 (SDLGM-Con) | +0.55 | 68.00 (logistic (one-vs-rest)) | +4.00 |" in text
-    assert "| emotions | macro (harmonic) | 70.00 (SDLGM-Dis) | 71.22 (SDLGM-Con) | -1.22 |" in text
-    assert "## birds" not in text
+    assert "| Emotions | micro | 72.00 (SDLGM-Dis) | 71.45 (SDLGM-Con) | +0.55 | 68.00 (logistic (one-vs-rest)) | +4.00 |" in text
+    assert "| Emotions | macro (harmonic) | 70.00 (SDLGM-Dis) | 71.22 (SDLGM-Con) | -1.22 |" in text
+    assert "| Emotions | logistic (one-vs-rest) | +1.25 | +0.44 |" in text  # ours - the sparsemax paper's
+    assert "## Mine" not in text and "## mine" in text and "| SDLGM-Dis | **50.00 ± 1.00** | - |" in text
+    assert "## Birds" not in text
+
+
+def test_the_report_gives_the_fold_range_of_sets_measured_by_outer_folds() -> None:
+    from table2_report import fold_ranges
+
+    runs = [{"micro_f1": m, "macro_f1": 0.2, "macro_f1_harmonic": h} for m, h in ((0.44, 0.21), (0.49, 0.25))]
+    rows = [{"dataset": "cal500", "method": "logistic (one-vs-rest)", "split": "outer 5-fold", "per_run": runs},
+            {"dataset": "emotions", "method": "softmax", "split": "train/test files", "per_run": runs}]
+    assert fold_ranges(rows)[2:] == [
+        "| CAL500 | logistic (one-vs-rest) | 44.00 - 49.00 | 48.88 (inside) | 21.00 - 25.00 | 24.49 (inside) |", ""]
+    rows[0]["per_run"] = [{**r, "micro_f1": r["micro_f1"] - 0.01} for r in runs]
+    assert "| 43.00 - 48.00 | 48.88 (above by 0.88) |" in fold_ranges(rows)[2]
+    assert fold_ranges(rows[1:]) == []
+
+
+def test_the_committed_results_doc_is_what_the_report_writes(tmp_path: Path) -> None:
+    """docs/results.md's Table II figures are the report's output on the committed table2.json, untouched."""
+    from table2_report import DOC, main
+
+    doc = tmp_path / "results.md"
+    doc.write_text(DOC.read_text())
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "table2.json").write_text((DOC.parent / "results" / "table2.json").read_text())
+    assert main(["--results", str(results), "--doc", str(doc)]) == 0
+    assert doc.read_text() == DOC.read_text()
+    assert (results / "table2.md").read_text() == (DOC.parent / "results" / "table2.md").read_text()
+
+
+def test_the_report_names_the_marks_it_needs(tmp_path: Path) -> None:
+    from table2_report import write_doc
+
+    doc = tmp_path / "results.md"
+    doc.write_text("# no marks\n")
+    with pytest.raises(SystemExit, match="has no '<!-- table2_report: begin"):
+        write_doc(doc, "block\n")

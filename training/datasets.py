@@ -490,13 +490,19 @@ def load_mulan(name: str, root: Path) -> tuple[MultiLabelData, MultiLabelData | 
     if name not in MULAN_SETS:
         raise DataError(f"unknown Mulan data set {name!r}; known: {', '.join(MULAN_SETS)}")
     train_file, test_file, xml_file = MULAN_SETS[name]
-    xml = verified(f"mulan/{xml_file}", root)
-    train = read_mulan(verified(f"mulan/{train_file}", root), xml)
-    if test_file is None:
+    return read_mulan_pair(verified(f"mulan/{train_file}", root),
+                           None if test_file is None else verified(f"mulan/{test_file}", root),
+                           verified(f"mulan/{xml_file}", root))
+
+
+def read_mulan_pair(train_arff: Path, test_arff: Path | None, xml: Path) -> tuple[MultiLabelData, MultiLabelData | None]:
+    """Any Mulan set as (train, test) from its files; test is None where there is one ARFF file."""
+    train = read_mulan(train_arff, xml)
+    if test_arff is None:
         return train, None
-    test = read_mulan(verified(f"mulan/{test_file}", root), xml)
+    test = read_mulan(test_arff, xml)
     if test.feature_names != train.feature_names:
-        raise DataError(f"{name}: {test_file} and {train_file} have different feature columns")
+        raise DataError(f"{test_arff} and {train_arff} have different feature columns")
     return train, test
 
 

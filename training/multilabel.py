@@ -8,7 +8,8 @@ Protocol (after Martins & Astudillo 2016, see ../shared/REFERENCES.md):
   rerun r tests on fold r, training on the other four;
 * hyperparameters (the training grid of each method crossed with its threshold grid) are chosen by 5-fold
   cross-validation on the training part only, maximizing the mean of micro F1 and macro F1 (per-label
-  mean); for a fixed train/test pair the CV runs once (seed 0) and serves the 5 reruns;
+  mean; OBJECTIVES has the criteria that pick one model per column instead); for a fixed train/test pair
+  the CV runs once (seed 0) and serves the 5 reruns;
 * every method reports micro F1 and both macro F1s: the per-label mean (scikit-learn's average="macro")
   and the harmonic mean of macro precision and macro recall (the sparsemax paper's).
 
@@ -17,6 +18,10 @@ SDLGM-Con (model.con: labels plus 16 unobserved slots, L0z = 4, straight-through
 one-vs-rest logistic regression (scikit-learn), and linear models with the softmax and sparsemax losses on
 the targets y / |y|. Prediction rules: logistic and SDLGM p_k >= t with t in {0.05, ..., 0.5}; softmax
 p_k > t / K; sparsemax the support of sparsemax(t s).
+
+Any Mulan set runs the protocol (`run_dataset` takes the data, not a name); given an `Exporter`, each SDLGM
+variant's rerun-0 model goes to it, and `export_supervised` makes it a bundle that /predict serves with
+the CV-chosen threshold.
 """
 
 from __future__ import annotations
@@ -74,9 +79,14 @@ def sparsemax_loss(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------- methods
 
 
+Supervised = SDLGMDis | SDLGMGen | SDLGMCon
+Trainer = Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Supervised]
+
+
 @dataclass
 class Method:
-    """A method: a training grid, a rule grid, fit(X, Y, hp, seed) -> scores function, and predict."""
+    """A method: a training grid, a rule grid, fit(X, Y, hp, seed) -> scores function, and predict. An
+    SDLGM variant also has `train`, the fit's model itself, which a bundle can be exported from."""
 
     name: str
     grid: Callable[[np.ndarray], list[dict[str, Any]]]  # hyperparameter sets, given the training labels
@@ -84,6 +94,7 @@ class Method:
     fit: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]
     predict: Callable[[np.ndarray, float], np.ndarray]  # (scores (N, K), rule value) -> bool (N, K)
     deterministic: bool = False  # reruns give the same numbers (no seed in the fit)
+    train: Trainer | None = None
 
 
 def _torch(x: np.ndarray) -> torch.Tensor:
@@ -136,16 +147,20 @@ def train_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SD
                   decoder=(hp["hidden"],), alpha=hp["alpha"])
 
 
-def _fit(train: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], SDLGMDis | SDLGMGen | SDLGMCon],
-         ) -> Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]:
+def label_scores(model: Supervised, X: np.ndarray) -> np.ndarray:
+    """P(k in code) for each row of standardized X (N, D) and label k: (N, K)."""
+    return model.label_probability(_torch(X)).numpy()
+
+
+def _fit(train: Trainer) -> Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]:
     """A Method's fit: train, then score test rows by P(k in code)."""
     def fit(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
         model = train(X, Y, hp, seed)
-        return lambda Xt: model.label_probability(_torch(Xt)).numpy()
+        return lambda Xt: label_scores(model, Xt)
     return fit
 
 
-def export_supervised(model: SDLGMDis | SDLGMGen | SDLGMCon, X_train_raw: np.ndarray, out_dir: Path, name: str,
+def export_supervised(model: Supervised, X_train_raw: np.ndarray, out_dir: Path, name: str,
                       version: str, data: MultiLabelData, threshold: float, variant: str,
                       test: MultiLabelData, hp: dict[str, Any] | None = None) -> Manifest:
     """A supervised bundle (kind "sdlgm-dis": the code is the label set) that /predict serves, through the
@@ -240,9 +255,9 @@ def methods(quick: bool = False) -> list[Method]:
     lin_l2 = (1e-3,) if quick else (1e-3, 1e-2, 1e-1)
     iters = 20 if quick else 300
     return [
-        Method("SDLGM-Dis", dis_grid, THRESHOLDS, _fit(train_dis), predict_threshold),
-        Method("SDLGM-Gen", gen_grid, THRESHOLDS, _fit(train_gen), predict_threshold),
-        Method("SDLGM-Con", con_grid, THRESHOLDS, _fit(train_con), predict_threshold),
+        Method("SDLGM-Dis", dis_grid, THRESHOLDS, _fit(train_dis), predict_threshold, train=train_dis),
+        Method("SDLGM-Gen", gen_grid, THRESHOLDS, _fit(train_gen), predict_threshold, train=train_gen),
+        Method("SDLGM-Con", con_grid, THRESHOLDS, _fit(train_con), predict_threshold, train=train_con),
         Method("logistic (one-vs-rest)", lambda Y: [{"C": c} for c in ((1.0,) if quick else (0.01, 0.1, 1.0))],
                THRESHOLDS, fit_logistic, predict_threshold, deterministic=True),
         Method("softmax", lambda Y: [{"l2": v, "iters": iters} for v in lin_l2], [0.5 * i for i in range(1, 11)],
@@ -262,6 +277,8 @@ class Fold:
     X_test: np.ndarray
     Y_test: np.ndarray
     seed: int
+    X_train_raw: np.ndarray  # the same rows as read (what a bundle exported from this fold takes)
+    X_test_raw: np.ndarray
 
 
 def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,81 +292,113 @@ def outer_folds(train: MultiLabelData, test: MultiLabelData | None, reruns: int)
     if test is not None:
         te = drop_unlabelled(test)
         Xa, Xb = standardize(tr.X, te.X)
-        return [Fold(Xa, tr.Y, Xb, te.Y, seed) for seed in range(reruns)]
+        return [Fold(Xa, tr.Y, Xb, te.Y, seed, tr.X, te.X) for seed in range(reruns)]
     folds = []
     for seed, (a, b) in enumerate(KFold(max(reruns, 2), shuffle=True, random_state=0).split(tr.X)):
         if seed == reruns:
             break
         Xa, Xb = standardize(tr.X[a], tr.X[b])
-        folds.append(Fold(Xa, tr.Y[a], Xb, tr.Y[b], seed))
+        folds.append(Fold(Xa, tr.Y[a], Xb, tr.Y[b], seed, tr.X[a], tr.X[b]))
     return folds
 
 
-def _objective(y: np.ndarray, pred: np.ndarray) -> float:
-    s = f1_scores(y, pred)
-    return 0.5 * (s["micro_f1"] + s["macro_f1"])
+# The CV criteria. "mean" (the default) picks one model for every column; "micro" and "harmonic" pick one
+# per column, each maximizing the F1 that column reports.
+OBJECTIVES: dict[str, Callable[[dict[str, float]], float]] = {
+    "mean": lambda s: 0.5 * (s["micro_f1"] + s["macro_f1"]),
+    "micro": lambda s: s["micro_f1"],
+    "harmonic": lambda s: s["macro_f1_harmonic"],
+}
 
 
-def select(method: Method, X: np.ndarray, Y: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[dict[str, Any], float]:
-    """The (training hyperparameters, rule value) with the best mean CV objective on (X, Y)."""
+def select(method: Method, X: np.ndarray, Y: np.ndarray, folds: int = 5, seed: int = 0,
+           objectives: Sequence[str] = ("mean",)) -> dict[str, tuple[dict[str, Any], float]]:
+    """Per CV criterion, the (training hyperparameters, rule value) with the best mean over the folds of
+    (X, Y); every criterion reads the same fits."""
     grid = method.grid(Y)
-    totals = np.zeros((len(grid), len(method.rules)))
+    totals = {o: np.zeros((len(grid), len(method.rules))) for o in objectives}
     for a, b in KFold(folds, shuffle=True, random_state=seed).split(X):
         Xa, Xb = standardize(X[a], X[b])
         for i, hp in enumerate(grid):
             s = method.fit(Xa, Y[a], hp, seed)(Xb)
-            totals[i] += [_objective(Y[b], method.predict(s, r)) for r in method.rules]
-    best, rule = np.unravel_index(int(np.argmax(totals)), totals.shape)
-    return grid[int(best)], method.rules[int(rule)]
+            for j, r in enumerate(method.rules):
+                f1 = f1_scores(Y[b], method.predict(s, r))
+                for o in objectives:
+                    totals[o][i, j] += OBJECTIVES[o](f1)
+    picks = {}
+    for o, t in totals.items():
+        best, rule = np.unravel_index(int(np.argmax(t)), t.shape)
+        picks[o] = (grid[int(best)], method.rules[int(rule)])
+    return picks
 
 
 @dataclass
 class Row:
     dataset: str
     method: str
+    split: str  # how the reruns split the data
+    objective: str  # the CV criterion (OBJECTIVES)
     runs: list[dict[str, float]] = field(default_factory=list)
     hyperparameters: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"dataset": self.dataset, "method": self.method}
+        out: dict[str, Any] = {"dataset": self.dataset, "method": self.method, "split": self.split,
+                               "objective": self.objective}
         for key, name in (("micro_f1", "micro_f1"), ("macro_f1", "macro_f1"),
                           ("macro_f1_harmonic", "macro_f1_harmonic")):
             vals = np.array([r[key] for r in self.runs])
             out[f"{name}_mean"] = float(vals.mean())
             out[f"{name}_std"] = float(vals.std())
         out["runs"] = len(self.runs)
+        out["per_run"] = [{k: round(v, 6) for k, v in r.items()} for r in self.runs]  # rerun r's test figures
         out["hyperparameters"] = self.hyperparameters
         out["seconds"] = round(self.seconds, 1)
         return out
 
 
+Exporter = Callable[[Method, Supervised, Fold, dict[str, Any], float], None]
+
+
 def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, reruns: int = 5,
                 cv_folds: int = 5, chosen: Sequence[Method] | None = None,
-                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Every method on one data set under the protocol; one summary per method."""
+                log: Callable[[str], None] | None = None, export: Exporter | None = None,
+                objectives: Sequence[str] = ("mean",)) -> list[dict[str, Any]]:
+    """Every method on one data set under the protocol; one summary per method and CV criterion. With
+    `export`, each SDLGM variant's rerun-0 model under the first criterion (the one scored for rerun 0) is
+    handed to it with its fold, hyperparameters and rule (the threshold)."""
     folds = outer_folds(train, test, reruns)
+    split = "train/test files" if test is not None else f"outer {max(reruns, 2)}-fold"
     rows = []
     for method in chosen if chosen is not None else methods():
         t0 = time.perf_counter()
-        row = Row(name, method.name)
-        picked: tuple[dict[str, Any], float] | None = None
+        of = {o: Row(name, method.name, split, o) for o in objectives}
+        picked: dict[str, tuple[dict[str, Any], float]] | None = None
         for fold in folds:
             if picked is None or test is None:  # a fixed training part is tuned once; each outer fold anew
                 # Inner folds refit the standardization on their own training part.
-                picked = select(method, fold.X_train, fold.Y_train, cv_folds)
-            hp, rule = picked
-            if method.deterministic and row.runs and test is not None:
-                row.runs.append(row.runs[-1])  # the same fit again: no seed in this method
-            else:
-                scores = method.fit(fold.X_train, fold.Y_train, hp, fold.seed)(fold.X_test)
-                row.runs.append(f1_scores(fold.Y_test, method.predict(scores, rule)))
-            row.hyperparameters.append({**hp, "rule": rule})
-        row.seconds = time.perf_counter() - t0
-        rows.append(row.summary())
-        if log is not None:
-            s = rows[-1]
-            log(f"{name:10s} {method.name:24s} micro {s['micro_f1_mean']:.4f}±{s['micro_f1_std']:.4f} "
-                f"macro {s['macro_f1_mean']:.4f}±{s['macro_f1_std']:.4f} "
-                f"macro(harm) {s['macro_f1_harmonic_mean']:.4f} ({s['seconds']:.0f} s)")
+                picked = select(method, fold.X_train, fold.Y_train, cv_folds, objectives=objectives)
+            scored: dict[str, np.ndarray] = {}  # test scores of this fold per hyperparameter set
+            for o, row in of.items():
+                hp, rule = picked[o]
+                key = repr(sorted(hp.items()))
+                if method.deterministic and row.runs and test is not None:
+                    row.runs.append(row.runs[-1])  # the same fit again: no seed in this method
+                else:
+                    if export is not None and method.train is not None and o == objectives[0] and not row.runs:
+                        model = method.train(fold.X_train, fold.Y_train, hp, fold.seed)
+                        scored[key] = label_scores(model, fold.X_test)
+                        export(method, model, fold, hp, rule)
+                    elif key not in scored:
+                        scored[key] = method.fit(fold.X_train, fold.Y_train, hp, fold.seed)(fold.X_test)
+                    row.runs.append(f1_scores(fold.Y_test, method.predict(scored[key], rule)))
+                row.hyperparameters.append({**hp, "rule": rule})
+        for row in of.values():
+            row.seconds = time.perf_counter() - t0  # the method's run, all criteria together
+            rows.append(row.summary())
+            if log is not None:
+                s = rows[-1]
+                log(f"{name:10s} {method.name:24s} [{row.objective}] micro {s['micro_f1_mean']:.4f}±{s['micro_f1_std']:.4f} "
+                    f"macro {s['macro_f1_mean']:.4f}±{s['macro_f1_std']:.4f} "
+                    f"macro(harm) {s['macro_f1_harmonic_mean']:.4f} ({s['seconds']:.0f} s)")
     return rows
