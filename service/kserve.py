@@ -96,7 +96,7 @@ def parse_request(body: bytes, header_length: str | None,
     than value_cap JSON values is refused unparsed (service.fastjson.check_values)."""
     head, tail = body, b""
     if header_length is not None:
-        if not header_length.strip().isdigit():
+        if not (header_length.strip().isascii() and header_length.strip().isdigit()):  # not '²', which int() refuses
             raise bad_input(f"{HEADER_LENGTH} must be a number of bytes, not {header_length[:32]!r}")
         n = int(header_length)
         if n > len(body):

@@ -197,6 +197,8 @@ CASES = [
     Case("binary index at K", "/decode", dec({"binary": b64(bytes([1, 1, 64, 1]))}), error=not_a_code(0, RANGE)),
     Case("binary repeated index", "/decode", dec({"binary": b64(bytes([1, 2, 7, 7, 1, 1]))}),
          error=not_a_code(0, "indices must not repeat")),
+    Case("binary indices out of order", "/decode", dec({"binary": b64(bytes([1, 2, 7, 3, 1, 1]))}),
+         error=not_a_code(0, "indices must increase")),
     Case("binary zero count", "/decode", dec({"binary": b64(bytes([1, 1, 7, 0]))}),
          error=not_a_code(0, "counts must be positive")),
     Case("binary counts over L0", "/decode", dec({"binary": b64(bytes([1, 2, 3, 4, 2, 3]))}),

@@ -117,3 +117,4 @@ def test_a_405_names_the_allowed_methods(api: TestClient, method: str, path: str
     r = api.request(method, path)
     assert (r.status_code, r.json()["kind"]) == (405, "method_not_allowed")
     assert r.headers["allow"] == allowed  # RFC 9110: a 405 carries Allow
+
