@@ -87,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app, metrics)
     install_openapi(app, settings)
-    app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    # Route templates for the metrics and the guard: the app's own routes and, flat, those of the included routers.
+    routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
+    app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes, routes=routes)
     # Before the body is read: a request whose vectors do not fit its model's queue is shed here.
     app.add_middleware(ShedGuard, metrics=metrics, capacity=capacity, max_batch=settings.max_batch,
                        max_body_bytes=settings.max_body_bytes)
@@ -98,8 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Around all of a request's work: its body's, its own and the drain's deadlines.
     app.add_middleware(RequestDeadline, metrics=metrics, drain=drain, request_timeout_s=settings.request_timeout_s,
                        body_timeout_s=settings.body_timeout_s)
-    # Route templates for the metrics: the app's own routes and, flat, those of the included routers.
-    routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
     if settings.cors_origin_list:  # outside the access control: a browser's preflight carries no token
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["GET", "POST"],
                            allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)

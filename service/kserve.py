@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from service.binary import OCTET_STREAM
 from service.errors import bad_input
 from service.fastjson import check_values
+from service.schemas import NonNegativeInt
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DTYPES: dict[str, np.dtype[Any]] = {"BOOL": np.dtype("?"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
@@ -58,12 +59,12 @@ class _Parameters(BaseModel):
 
 
 class InputParameters(_Parameters):
-    binary_data_size: int | None = Field(None, ge=0, strict=True)
+    binary_data_size: NonNegativeInt | None = None
 
 
 class InferInput(_Body):
     name: Name
-    shape: list[Annotated[int, Field(ge=0, strict=True)]] = Field(max_length=8)
+    shape: list[NonNegativeInt] = Field(max_length=8)
     datatype: str = Field(max_length=16)
     parameters: InputParameters = InputParameters()
     data: list[Any] | None = None

@@ -327,3 +327,20 @@ def test_a_real_server_over_tls_with_tokens_never_logs_them(
     assert "POST /encode" in logs  # the access log was on
     for token in (TOKEN, ADMIN, WRONG):
         assert token not in logs
+
+
+# --- the compose deployment ----------------------------------------------------------------------------
+
+def test_compose_publishes_every_port_on_loopback_unless_told_and_passes_the_access_settings() -> None:
+    import yaml
+    from conftest import REPO
+
+    from service.settings import Settings
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("${SDLGM_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every address"
+    passed = set(compose["services"]["sdlgm"]["environment"])
+    wanted = {f"SDLGM_{f.upper()}" for f in Settings.model_fields} - {"SDLGM_HOST", "SDLGM_PORT", "SDLGM_MODELS_DIR"}
+    assert wanted <= passed, f"not passed to the container: {sorted(wanted - passed)}"
