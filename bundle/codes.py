@@ -151,6 +151,8 @@ def unpack(blob: bytes, K: int, L0: int) -> tuple[IntArray, IntArray]:
     idx = np.frombuffer(blob, dtype="<u1" if w == 1 else "<u2", count=n, offset=2).astype(np.int64)
     cnt = np.frombuffer(blob, dtype="<u1", count=n, offset=2 + n * w).astype(np.int64)
     validate_sparse(idx, cnt, K, L0)
+    if np.any(np.diff(idx) < 0):  # one code, one byte string: pack writes them in order
+        raise CodeFormatError("indices must increase")
     return idx, cnt
 
 

@@ -8,6 +8,7 @@ fingerprint and returns the reconstructions. Errors are the service's `{"error",
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,14 +97,23 @@ class Codes:
 
 class Client:
     """A connection to one sdlgm service. `model` is the default model of encode (the service's default
-    when None); decode goes to the model that made the codes unless told otherwise."""
+    when None); decode goes to the model that made the codes unless told otherwise. `token` is sent as
+    `Authorization: Bearer` (a service with SDLGM_TOKEN_FILE answers 401 without it); `verify` is httpx's:
+    True (the system's CAs), a CA bundle's path (a self-signed service certificate), or an SSLContext."""
 
     def __init__(self, base_url: str, *, model: str | None = None, timeout_s: float = 30.0,
-                 retry: Retry | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 retry: Retry | None = None, sleep: Callable[[float], None] = time.sleep, token: str | None = None,
+                 verify: bool | str | ssl.SSLContext = True) -> None:
         self.model = model
         self.retry = retry or Retry()
         self._sleep = sleep
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, headers=headers, verify=verify)
+
+    def __repr__(self) -> str:  # never the token
+        return f"Client({str(self._http.base_url)!r}, model={self.model!r})"
 
     def __enter__(self) -> Client:
         return self

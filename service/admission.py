@@ -158,7 +158,7 @@ def target_of(scope: Scope, registry: ModelRegistry, max_body_bytes: int) -> Tar
     if bundle not in registry.models or operation not in NATIVE_OPERATIONS.values():
         return None
     head = headers.get(V2_HEADER_LENGTH, "")
-    if head.isdigit() and int(head) <= size:  # binary tensors after a JSON header of that length
+    if head.isascii() and head.isdigit() and int(head) <= size:  # str.isdigit alone takes '²', which int() refuses  # binary tensors after a JSON header of that length
         return Target(bundle, operation, True, size - int(head), "v1")
     return Target(bundle, operation, False, size, "v1")
 

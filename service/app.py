@@ -16,9 +16,11 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
 
 from bundle import __version__
 from service.admission import Capacity, ShedGuard
+from service.auth import AccessControl, TokenFile
 from service.batching import Scheduler
 from service.deadline import RequestDeadline
 from service.drain import DRAIN_STATE_KEY, Drain
@@ -26,6 +28,7 @@ from service.errors import install_error_handlers
 from service.fastjson import Parser
 from service.metrics import Metrics
 from service.middleware import MetricsMiddleware, RequestGuard
+from service.openapi import install_openapi
 from service.quality import QualitySampler
 from service.registry import load_registry
 from service.routes import ROUTERS
@@ -36,7 +39,12 @@ log = logging.getLogger("sdlgm.service")
 DESCRIPTION = """Sparse discrete codes (SDLGM) served with onnxruntime.
 
 Every endpoint takes the model as the `?model=` query parameter (default: SDLGM_DEFAULT_MODEL).
-Errors answer `{"error": "...", "kind": "..."}` with a 4xx status for bad input."""
+Errors answer `{"error": "...", "kind": "..."}` with a 4xx status for bad input.
+With SDLGM_TOKEN_FILE set, every endpoint but the probes, the docs and (unless SDLGM_AUTH_METRICS) the
+metrics needs `Authorization: Bearer <token>`: 401 without a valid one."""
+CORS_HEADERS = ["Authorization", "Content-Type", "Accept", "X-SDLGM-Fingerprint", "Inference-Header-Content-Length"]
+CORS_EXPOSED = ["X-SDLGM-Model", "X-SDLGM-Fingerprint", "X-SDLGM-Format", "X-SDLGM-Count", "Retry-After",
+                "WWW-Authenticate"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     capacity = Capacity(settings.queue_max_vectors, metrics)
     scheduler = Scheduler(settings, metrics, capacity)
     drain = Drain(settings.drain_timeout_s)
+    api_tokens = TokenFile(settings.token_file) if settings.token_file else None
+    admin_tokens = TokenFile(settings.admin_token_file) if settings.admin_token_file else None
 
     def observe(model: str, graph: str, seconds: float) -> None:
         metrics.inference.labels(**metrics.of(model), graph=graph).observe(seconds)
@@ -76,15 +86,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app, metrics)
-    app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    install_openapi(app, settings)
+    # Route templates for the metrics and the guard: the app's own routes and, flat, those of the included routers.
+    routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
+    app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes, routes=routes)
     # Before the body is read: a request whose vectors do not fit its model's queue is shed here.
     app.add_middleware(ShedGuard, metrics=metrics, capacity=capacity, max_batch=settings.max_batch,
                        max_body_bytes=settings.max_body_bytes)
+    # Before the body is read or a queue slot taken: the token (service.auth), when any is configured.
+    if api_tokens or admin_tokens:
+        app.add_middleware(AccessControl, metrics=metrics, api=api_tokens, admin=admin_tokens,
+                           protect_metrics=settings.auth_metrics, max_body_bytes=settings.max_body_bytes)
     # Around all of a request's work: its body's, its own and the drain's deadlines.
     app.add_middleware(RequestDeadline, metrics=metrics, drain=drain, request_timeout_s=settings.request_timeout_s,
                        body_timeout_s=settings.body_timeout_s)
-    # Route templates for the metrics: the app's own routes and, flat, those of the included routers.
-    routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
+    if settings.cors_origin_list:  # outside the access control: a browser's preflight carries no token
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["GET", "POST"],
+                           allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # outermost: sees every answer
     return app
 

@@ -95,7 +95,9 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return respond(exc.status_code, _HTTP_KINDS.get(exc.status_code, "http"), str(exc.detail))
+        # Starlette's own headers kept: a 405 carries `Allow` (RFC 9110).
+        return error_response(metrics, exc.status_code, _HTTP_KINDS.get(exc.status_code, "http"), str(exc.detail),
+                              headers=dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:

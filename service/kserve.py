@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from service.binary import OCTET_STREAM, length_prefixed
 from service.errors import bad_input
 from service.fastjson import check_values
+from service.schemas import NonNegativeInt
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DTYPES: dict[str, np.dtype[Any]] = {"BOOL": np.dtype("?"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
@@ -58,12 +59,12 @@ class _Parameters(BaseModel):
 
 
 class InputParameters(_Parameters):
-    binary_data_size: int | None = Field(None, ge=0, strict=True)
+    binary_data_size: NonNegativeInt | None = None
 
 
 class InferInput(_Body):
     name: Name
-    shape: list[Annotated[int, Field(ge=0, strict=True)]] = Field(max_length=8)
+    shape: list[NonNegativeInt] = Field(max_length=8)
     datatype: str = Field(max_length=16)
     parameters: InputParameters = InputParameters()
     data: list[Any] | None = None
@@ -96,7 +97,7 @@ def parse_request(body: bytes, header_length: str | None,
     than value_cap JSON values is refused unparsed (service.fastjson.check_values)."""
     head, tail = body, b""
     if header_length is not None:
-        if not header_length.strip().isdigit():
+        if not (header_length.strip().isascii() and header_length.strip().isdigit()):  # not '²', which int() refuses
             raise bad_input(f"{HEADER_LENGTH} must be a number of bytes, not {header_length[:32]!r}")
         n = int(header_length)
         if n > len(body):

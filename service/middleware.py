@@ -122,10 +122,16 @@ class MetricsMiddleware:
 
 
 class RequestGuard:
-    """415 for a POST body of a media type its path does not take, 413 for a body over max_body_bytes."""
+    """415 for a POST body of a media type its path does not take, 413 for a body over max_body_bytes. A
+    request that no route takes (an unknown path, a method the path lacks) is not refused 415: the router
+    answers it 404 or 405 (with Allow)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
-        self.app, self.metrics, self.limit = app, metrics, max_body_bytes
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, routes: list[BaseRoute]) -> None:
+        self.app, self.metrics, self.limit, self.routes = app, metrics, max_body_bytes, routes
+
+    def _routed(self, scope: Scope) -> bool:
+        """Whether a route takes this path and method (looked up only for a body about to be refused)."""
+        return any(route.matches(scope)[0] == Match.FULL for route in self.routes)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, kind: str, msg: str) -> None:
         await error_response(self.metrics, status, kind, msg)(scope, receive, send)
@@ -141,7 +147,7 @@ class RequestGuard:
         headers = Headers(scope=scope)
         if scope["method"] in BODY_METHODS:
             refused = refused_media(scope["path"], media_type(headers))
-            if refused is not None:
+            if refused is not None and self._routed(scope):
                 if not expects_continue(headers):
                     await drain_body(receive, DRAIN_FACTOR * self.limit)
                 await self._refuse(scope, receive, send, 415, "unsupported_media_type", refused)

@@ -3,11 +3,15 @@
 A bundle's served name is its directory name under SDLGM_MODELS_DIR. `load_registry` loads the bundles
 SDLGM_MODELS lists (or every subdirectory holding a manifest.json), logs one line per refused bundle, and
 never serves part of one. /readyz needs the default model and every model SDLGM_MODELS lists.
+
+What a refusal says in answers (`refused`, /readyz's reasons, a 404) names no file path: /readyz is open
+without a token (service.auth), so a path is cut to its last part (`without_paths`); the log line has it all.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from bundle.manifest import MANIFEST_FILE, BundleError
@@ -16,6 +20,12 @@ from service.errors import ServiceError
 from service.settings import NAME_PATTERN, Settings
 
 log = logging.getLogger("sdlgm.service")
+PATH = re.compile(r"(?<![\w:/.~-])(?:~|\.{1,2})?(?:/[^\s/'\"(),;:]+)+/?")  # an absolute or ./ path in a message
+
+
+def without_paths(message: str) -> str:
+    """The message with each file path cut to its last part: "/app/models/x/manifest.json" -> "manifest.json"."""
+    return PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "/", message)
 
 
 @dataclass
@@ -66,10 +76,10 @@ def load_registry(settings: Settings, observe: RunObserver) -> ModelRegistry:
             if not NAME_PATTERN.fullmatch(name):
                 raise BundleError("directory name is not a model name (lower-case letters, digits, '_.-')")
             if not bundle_dir.is_dir():
-                raise BundleError(f"no bundle directory {bundle_dir}")
+                raise BundleError(f"no bundle directory {name!r} in SDLGM_MODELS_DIR")
             registry.models[name] = load_runtime(name, bundle_dir, providers, threads, strict, observe)
         except BundleError as exc:
-            registry.refused[name] = str(exc)
+            registry.refused[name] = without_paths(str(exc))
             log.error("refused bundle %r from %s: %s", name, bundle_dir, exc)
             continue
         m = registry.models[name]

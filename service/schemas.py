@@ -7,30 +7,75 @@ body: every endpoint takes it as the `?model=` query parameter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from bundle.formats import Format
 
-FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+F32_MAX = 3.4028234663852886e38  # the largest float32: a larger value is refused (service.inference.as_matrix)
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False,
+                                     json_schema_extra={"minimum": -F32_MAX, "maximum": F32_MAX})]
 Vector = list[FiniteFloat]
+
+
+def integral(value: object) -> object:
+    """A JSON number without a fraction as the integer it is (JSON Schema's `integer` takes 1.0 as 1)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Integers: no strings, booleans or fractions. The bounds go before the validator, or pydantic writes them
+# into the JSON schema as unknown keywords ("ge").
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0), BeforeValidator(integral)]
+PositiveInt = Annotated[int, Field(strict=True, ge=1), BeforeValidator(integral)]
+Seed = Annotated[int, Field(strict=True, ge=0, lt=2**63), BeforeValidator(integral)]
 FINGERPRINT = r"^[0-9a-f]{64}$"
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"  # what b64decode(validate=True) reads
+
+
+def schema_extra(**extra: object) -> Callable[[JsonDict], None]:
+    """json_schema_extra of an optional field whose null is refused (`_given`): its schema without the null
+    branch and without `default: null`, and these keywords."""
+    def update(schema: JsonDict) -> None:
+        schema.pop("default", None)
+        branches = schema.pop("anyOf", [])
+        if isinstance(branches, list):
+            schema.update(next(b for b in branches if isinstance(b, dict) and b.get("type") != "null"))
+        schema.update(extra)  # type: ignore[arg-type]  # JSON values
+    return update
+
+
+NONEMPTY = schema_extra(minItems=1)  # in the schema only: an empty one is refused by the route with its own message
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _given(request: BaseModel, *names: str) -> list[str]:
+    """Which of these fields the request sets; an explicit null is refused (the schema has no null for them)."""
+    given = [n for n in names if n in request.model_fields_set]
+    for name in given:
+        if getattr(request, name) is None:
+            raise ValueError(f"'{name}' is null; leave it out instead")
+    return given
+
+
 class VectorsRequest(_Request):
     """One vector (`vector`) or a batch (`vectors`), raw values in the units of the manifest's features."""
 
-    vector: Vector | None = Field(None, description="one vector of D values")
-    vectors: list[Vector] | None = Field(None, description="a batch of vectors of D values each")
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["vector"]}, {"required": ["vectors"]}]})
+
+    vector: Vector | None = Field(None, description="one vector of D values",
+                                                  json_schema_extra=NONEMPTY)
+    vectors: list[Vector] | None = Field(None, description="a batch of vectors of D values each "
+                                                         "(at most SDLGM_MAX_BATCH)", json_schema_extra=NONEMPTY)
 
     @model_validator(mode="after")
     def _one_form(self) -> VectorsRequest:
-        if (self.vector is None) == (self.vectors is None):
+        if len(_given(self, "vector", "vectors")) != 1:
             raise ValueError("give exactly one of 'vector' (one vector) or 'vectors' (a batch)")
         return self
 
@@ -46,7 +91,7 @@ FORMAT_DESCRIPTION = ("binary code format (bundle.formats): v1 (version byte, n,
 class EncodeRequest(VectorsRequest):
     format: Format = Field("v1", description=FORMAT_DESCRIPTION)
     stochastic: bool = Field(False, strict=True, description="sample the code from q instead of its mode")
-    seed: int | None = Field(None, ge=0, lt=2**63, strict=True,
+    seed: Seed | None = Field(None,
                              description="seed of a stochastic code (same seed, same codes)")
 
 
@@ -54,17 +99,28 @@ class PredictRequest(VectorsRequest):
     pass
 
 
+SPARSE_OR_BINARY: JsonDict = {"oneOf": [  # a `false` property schema: that property must be absent
+    {"required": ["indices", "counts"], "properties": {"binary": False}},
+    {"required": ["binary"], "properties": {"indices": False, "counts": False}}]}
+
+
 class CodeIn(_Request):
     """A code as `indices` + `counts`, or as `binary` (base64 of the binary format, bundle.codes)."""
 
-    indices: list[StrictInt] | None = None
-    counts: list[StrictInt] | None = None
-    binary: str | None = Field(None, max_length=1024, description="base64 of a binary code")
+    model_config = ConfigDict(json_schema_extra=SPARSE_OR_BINARY)
+
+    indices: list[NonNegativeInt] | None = Field(
+        None, description="the code's non-zero entries, each in [0, K)", json_schema_extra=schema_extra(uniqueItems=True))
+    counts: list[PositiveInt] | None = Field(
+        None, description="their counts, each at least 1, summing to at most L0", json_schema_extra=schema_extra())
+    binary: str | None = Field(None, max_length=1024, description="base64 of a binary code",
+                                               json_schema_extra=schema_extra(pattern=BASE64))
 
     @model_validator(mode="after")
     def _one_form(self) -> CodeIn:
-        sparse = self.indices is not None or self.counts is not None
-        if sparse == (self.binary is not None):
+        given = _given(self, "indices", "counts", "binary")
+        sparse = "indices" in given or "counts" in given
+        if sparse == ("binary" in given):
             raise ValueError("give a code as 'indices' and 'counts', or as 'binary', not both")
         if sparse and (self.indices is None or self.counts is None):
             raise ValueError("a sparse code needs both 'indices' and 'counts'")
@@ -74,7 +130,7 @@ class CodeIn(_Request):
 class DecodeRequest(_Request):
     fingerprint: str = Field(pattern=FINGERPRINT, description="fingerprint of the model that made the codes")
     format: Format = Field("v1", description="format of the codes given as `binary`; " + FORMAT_DESCRIPTION)
-    codes: list[CodeIn]
+    codes: list[CodeIn] = Field(description="at most SDLGM_MAX_BATCH", json_schema_extra={"minItems": 1})
 
 
 class CodeOut(BaseModel):

@@ -9,13 +9,16 @@ parameter all speak of directory names.
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bundle import manifest
+from service.auth import read_tokens
 
 ENV_PREFIX = "SDLGM_"
 NAME_PATTERN = re.compile(manifest.NAME_PATTERN)
@@ -32,7 +35,9 @@ class Settings(BaseSettings):
     SDLGM_WORKERS, SDLGM_PROVIDER, SDLGM_ALLOW_CPU_FALLBACK, SDLGM_INTRA_OP_THREADS, SDLGM_INTER_OP_THREADS,
     SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_HEADER_TIMEOUT_S, SDLGM_BODY_TIMEOUT_S,
     SDLGM_MAX_CONNECTIONS, SDLGM_DRAIN_TIMEOUT_S, SDLGM_BATCHING, SDLGM_BATCH_MAX_VECTORS, SDLGM_BATCH_MAX_DELAY_MS,
-    SDLGM_QUEUE_MAX_VECTORS, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL. An empty variable counts as unset."""
+    SDLGM_QUEUE_MAX_VECTORS, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL, SDLGM_TOKEN_FILE, SDLGM_ADMIN_TOKEN_FILE,
+    SDLGM_AUTH_METRICS, SDLGM_CORS_ORIGINS, SDLGM_TLS_CERTFILE, SDLGM_TLS_KEYFILE. An empty variable counts as
+    unset."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True)
 
@@ -74,6 +79,15 @@ class Settings(BaseSettings):
     quality_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="share of /encode requests "
                                        "whose codes are decoded again to measure the round trip's error")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    token_file: Path | None = Field(default=None, description="file of bearer tokens (one a line, '#' comments) "
+                                    "that the inference and model endpoints require (service.auth); unset: open")
+    admin_token_file: Path | None = Field(default=None, description="file of the bearer tokens that the admin "
+                                          "endpoints (under /admin) require; unset: those of token_file")
+    auth_metrics: bool = Field(default=False, description="/metrics and /v1/status need a token too")
+    cors_origins: str | None = Field(default=None, description="comma-separated origins (scheme://host[:port], "
+                                     "or *) whose browser pages may call the service; unset: no CORS headers")
+    tls_certfile: Path | None = Field(default=None, description="PEM certificate (chain): serve HTTPS")
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile")
 
     @field_validator("default_model")
     @classmethod
@@ -99,6 +113,41 @@ class Settings(BaseSettings):
             raise ValueError(f"{str(v)!r} is not a directory")
         return v
 
+    @field_validator("token_file", "admin_token_file")
+    @classmethod
+    def _token_file(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            read_tokens(v)  # fail fast; the tokens themselves are read by the app (service.auth.TokenFile)
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        origins = [o.strip().rstrip("/") for o in v.split(",") if o.strip()]
+        if not origins:
+            raise ValueError("lists no origin; leave it unset for no CORS")
+        for origin in origins:
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path
+                                  or parts.query or parts.fragment or parts.username is not None):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port] (http or https, no path), or *")
+        return ",".join(origins)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("SDLGM_TLS_CERTFILE and SDLGM_TLS_KEYFILE go together: set both or neither")
+        if self.tls_certfile is not None and self.tls_keyfile is not None:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.tls_certfile,
+                                                                                     self.tls_keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"SDLGM_TLS_CERTFILE={self.tls_certfile} with SDLGM_TLS_KEYFILE="
+                                 f"{self.tls_keyfile} does not load: {exc}") from exc
+        return self
+
     @model_validator(mode="after")
     def _default_is_listed(self) -> Settings:
         names = self.model_names
@@ -112,6 +161,11 @@ class Settings(BaseSettings):
             raise ValueError(f"SDLGM_QUEUE_MAX_VECTORS={self.queue_max_vectors} is below SDLGM_MAX_BATCH="
                              f"{self.max_batch}: a full batch could never be queued")
         return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins SDLGM_CORS_ORIGINS allows; empty: CORS off."""
+        return self.cors_origins.split(",") if self.cors_origins else []
 
     @property
     def model_names(self) -> list[str] | None:
@@ -128,6 +182,6 @@ def describe_error(exc: ValidationError) -> str:
             clauses.append(msg)
             continue
         value = err.get("input")
-        shown = f"={value}" if isinstance(value, str | int | float) else ""
+        shown = f"={value}" if isinstance(value, str | int | float | Path) else ""
         clauses.append(f"{ENV_PREFIX}{str(err['loc'][0]).upper()}{shown}: {msg}")
     return "invalid settings: " + "; ".join(clauses)

@@ -66,9 +66,12 @@ class ServiceConfig(uvicorn.Config):
 
 
 def config_of(settings: Settings, app: FastAPI | str, **kwargs: Any) -> ServiceConfig:
-    """The uvicorn config of the service: its address, log level, protocol and time limits."""
+    """The uvicorn config of the service: its address, TLS (when SDLGM_TLS_CERTFILE and SDLGM_TLS_KEYFILE are
+    set), log level, protocol and time limits."""
+    tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)} \
+        if settings.tls_certfile is not None else {}
     return ServiceConfig(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                         http=ServiceProtocol, header_timeout_s=settings.header_timeout_s,
+                         http=ServiceProtocol, header_timeout_s=settings.header_timeout_s, **tls,
                          max_connections=settings.max_connections,
                          timeout_keep_alive=math.ceil(settings.header_timeout_s),
                          timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s), **kwargs)

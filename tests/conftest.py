@@ -5,7 +5,7 @@ on free loopback ports.
 `api` is a session-wide FastAPI TestClient over both bundles (the lifespan really loads them): what the
 endpoint tables run against. `open_app(settings_of(...))` opens another one with other settings. `serve(env)`
 is a context manager that starts the real server with SDLGM_* variables (and nothing else of the caller's
-SDLGM_* environment), waits a bounded time for /healthz, and kills the process on exit; its stdout and
+SDLGM_* environment), waits a bounded time for /healthz (over HTTPS when SDLGM_TLS_CERTFILE is set), and kills the process on exit; its stdout and
 stderr go to files the test can read. `server` is one session-wide real server over both bundles, for
 the few end-to-end tests.
 """
@@ -118,7 +118,7 @@ def _wait_until_up(server: Server) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{server.url}/healthz", timeout=1.0, verify=False).status_code == 200:  # TLS: any cert
                 return
         except httpx.TransportError:
             pass
@@ -134,7 +134,8 @@ def run_server(env: dict[str, str], logs: Path, python: str = sys.executable) ->
     out, err = logs / f"stdout-{port}.log", logs / f"stderr-{port}.log"
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen([python, "-m", "service"], cwd=REPO, env=server_env(env, port), stdout=fo, stderr=fe)
-    server = Server(f"http://127.0.0.1:{port}", port, proc, out, err)
+    scheme = "https" if env.get("SDLGM_TLS_CERTFILE") else "http"
+    server = Server(f"{scheme}://127.0.0.1:{port}", port, proc, out, err)
     try:
         _wait_until_up(server)
         yield server

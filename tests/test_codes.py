@@ -93,6 +93,7 @@ def test_binary_format_round_trip_and_size(K: int) -> None:
     (bytes([1, 2, 3]), "declares 2 non-zeros"),
     (bytes([1, 1, 99, 1]), "indices must lie in"),
     (bytes([1, 2, 3, 3, 1, 1]), "must not repeat"),
+    (bytes([1, 2, 4, 3, 1, 1]), "indices must increase"),
     (bytes([1, 1, 3, 0]), "counts must be positive"),
     (bytes([1, 2, 3, 4, 5, 5]), "over L0"),
 ])

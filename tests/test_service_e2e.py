@@ -72,6 +72,19 @@ def test_a_body_over_the_limit_is_refused_from_its_content_length(server: Server
                                 "(SDLGM_MAX_BODY_BYTES)", "kind": "payload_too_large"}
 
 
+def test_a_header_length_of_a_non_ascii_digit_is_refused_not_a_500(server: Server) -> None:
+    """'\xb2' is '²' in latin-1 (how headers are read): a digit to str.isdigit but not to int(). Found by
+    tests/test_fuzz.py."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"POST /v2/models/kpi5g-encode/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Inference-Header-Content-Length: \xb2\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+        answer = b"".join(iter(lambda: s.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert json.loads(body) == {"error": "Inference-Header-Content-Length must be a number of bytes, not '\xb2'",
+                                "kind": "invalid_input"}
+
+
 def test_a_chunked_body_over_the_limit_is_refused_while_streaming(client: httpx.Client) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"vectors": ['

@@ -109,3 +109,14 @@ def test_a_bug_answers_500_in_the_one_shape_and_logs_its_traceback(models_dir: P
     assert 'sdlgm_errors_total{kind="internal"} 1.0' in metrics
     version = registry.models["kpi5g"].manifest.version
     assert f'sdlgm_requests_total{{endpoint="/encode",model="kpi5g",status="500",version="{version}"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [("GET", "/encode", "POST"), ("TRACE", "/healthz", "GET"),
+                                                         ("DELETE", "/v1/models", "GET"), ("PUT", "/healthz", "GET"),
+                                                         ("POST", "/readyz", "GET")])
+def test_a_405_names_the_allowed_methods(api: TestClient, method: str, path: str, allowed: str) -> None:
+    """Also for a body of no media type (a 415 where a route would take it): found by tests/test_fuzz.py."""
+    r = api.request(method, path, headers={"content-type": ""})
+    assert (r.status_code, r.json()["kind"]) == (405, "method_not_allowed")
+    assert r.headers["allow"] == allowed  # RFC 9110: a 405 carries Allow
+

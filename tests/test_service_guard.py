@@ -43,7 +43,7 @@ def run_guard(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
         seen.append(message["body"])
         assert message["more_body"] is False
 
-    guard = RequestGuard(app, Metrics(), max_body_bytes=LIMIT)
+    guard = RequestGuard(app, Metrics(), max_body_bytes=LIMIT, routes=[])
     anyio.run(guard, dict(SCOPE), receive, send)
     return sent, seen, len(pending)
 

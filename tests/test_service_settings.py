@@ -32,6 +32,8 @@ def test_defaults(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (s.workers, s.batching, s.batch_max_vectors, s.batch_max_delay_ms, s.queue_max_vectors) == (
         1, True, 256, 0.0, 4096)
     assert (s.header_timeout_s, s.body_timeout_s, s.max_connections, s.drain_timeout_s) == (5.0, 10.0, 512, 8.0)
+    assert (s.token_file, s.admin_token_file, s.auth_metrics, s.cors_origin_list) == (None, None, False, [])
+    assert (s.tls_certfile, s.tls_keyfile) == (None, None)
     assert s.drain_timeout_s + 1.5 < 10  # the drain and the lifespan's end fit Docker's 10 s stop grace period
 
 
