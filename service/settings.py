@@ -12,13 +12,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bundle import manifest
 
 ENV_PREFIX = "SDLGM_"
 NAME_PATTERN = re.compile(manifest.NAME_PATTERN)
+SECRETS = {"reload_token"}  # settings whose value an error message never shows
 
 
 def _check_name(name: str) -> str:
@@ -32,7 +33,8 @@ class Settings(BaseSettings):
     SDLGM_WORKERS, SDLGM_PROVIDER, SDLGM_ALLOW_CPU_FALLBACK, SDLGM_INTRA_OP_THREADS, SDLGM_INTER_OP_THREADS,
     SDLGM_MAX_BATCH, SDLGM_MAX_BODY_BYTES, SDLGM_REQUEST_TIMEOUT_S, SDLGM_HEADER_TIMEOUT_S, SDLGM_BODY_TIMEOUT_S,
     SDLGM_MAX_CONNECTIONS, SDLGM_DRAIN_TIMEOUT_S, SDLGM_BATCHING, SDLGM_BATCH_MAX_VECTORS, SDLGM_BATCH_MAX_DELAY_MS,
-    SDLGM_QUEUE_MAX_VECTORS, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_LOG_LEVEL. An empty variable counts as unset."""
+    SDLGM_QUEUE_MAX_VECTORS, SDLGM_QUALITY_SAMPLE_RATE, SDLGM_RELOAD_TOKEN, SDLGM_LOG_LEVEL. An empty variable
+    counts as unset."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True)
 
@@ -73,6 +75,9 @@ class Settings(BaseSettings):
                                    "have queued or running in a worker (503 with Retry-After above)")
     quality_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="share of /encode requests "
                                        "whose codes are decoded again to measure the round trip's error")
+    reload_token: SecretStr | None = Field(default=None, min_length=16, max_length=256, description="the bearer "
+                                           "token of POST /v1/reload (docs/reload.md); unset: the endpoint is off "
+                                           "and SIGHUP is the way to reload")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("default_model")
@@ -128,6 +133,7 @@ def describe_error(exc: ValidationError) -> str:
             clauses.append(msg)
             continue
         value = err.get("input")
-        shown = f"={value}" if isinstance(value, str | int | float) else ""
+        secret = err["loc"][0] in SECRETS
+        shown = f"={value}" if isinstance(value, str | int | float) and not secret else ""
         clauses.append(f"{ENV_PREFIX}{str(err['loc'][0]).upper()}{shown}: {msg}")
     return "invalid settings: " + "; ".join(clauses)
