@@ -19,6 +19,7 @@ from bundle import manifest
 
 ENV_PREFIX = "SDLGM_"
 NAME_PATTERN = re.compile(manifest.NAME_PATTERN)
+MIN_TOKEN, MAX_TOKEN = 16, 256  # SDLGM_RELOAD_TOKEN's length
 SECRETS = {"reload_token"}  # settings whose value an error message never shows
 
 
@@ -75,7 +76,7 @@ class Settings(BaseSettings):
                                    "have queued or running in a worker (503 with Retry-After above)")
     quality_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="share of /encode requests "
                                        "whose codes are decoded again to measure the round trip's error")
-    reload_token: SecretStr | None = Field(default=None, min_length=16, max_length=256, description="the bearer "
+    reload_token: SecretStr | None = Field(default=None, description="the bearer "
                                            "token of POST /v1/reload (docs/reload.md); unset: the endpoint is off "
                                            "and SIGHUP is the way to reload")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -96,6 +97,14 @@ class Settings(BaseSettings):
         for n in names:
             _check_name(n)
         return ",".join(names)
+
+    @field_validator("reload_token")
+    @classmethod
+    def _long_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not MIN_TOKEN <= len(v.get_secret_value()) <= MAX_TOKEN:
+            raise ValueError(f"must be {MIN_TOKEN} to {MAX_TOKEN} characters (a random string, such as the output "
+                             "of `openssl rand -hex 16`)")
+        return v
 
     @field_validator("models_dir")
     @classmethod
