@@ -103,7 +103,11 @@ class Reloader:
             self._wanted = anyio.Event()
             covers, triggers = self._asked, ", ".join(sorted(self._triggers))
             self._triggers.clear()
-            self._last = await self._pass(triggers)
+            try:
+                self._last = await self._pass(triggers)
+            except Exception as exc:  # a bug of the swap: the reloader and the process go on
+                log.exception("reload (%s) failed", triggers)
+                self._last = ReloadReport(pid=os.getpid(), loaded={}, unchanged=[], refused={}, error=describe(exc))
             self._covered = covers
             self._finished.set()
             self._finished = anyio.Event()
