@@ -1,8 +1,8 @@
 """The FastAPI app: `create_app(settings)` assembles routes, middlewares and error handlers, and loads
 the models, reloads them on request (service.reload) and starts the batchers (service.batching) in its
-lifespan (not at import), whose state hands
-the drain (service.drain) to the HTTP connections (service.transport); `worker_app` is
-what each worker process serves when there are several (service.workers). Docs at /docs (Swagger UI)
+lifespan (not at import), whose state hands the drain (service.drain) to the HTTP connections
+(service.transport); `worker_app` is what each worker process serves when there are several
+(service.workers). Docs at /docs (Swagger UI)
 and /redoc are served from files installed with fastapi-offline, so they work on a node that cannot
 reach a CDN.
 """
