@@ -118,8 +118,8 @@ def models(tmp_path: Path) -> Path:
 
 
 @contextmanager
-def app_over(models: Path, **settings: Any) -> Iterator[Any]:
-    with open_app(settings_of(models_dir=models, provider="cpu", reload_token=TOKEN, **settings)) as c:
+def app_over(models_dir: Path, **settings: Any) -> Iterator[Any]:
+    with open_app(settings_of(models_dir=models_dir, provider="cpu", reload_token=TOKEN, **settings)) as c:
         yield c
 
 
@@ -239,6 +239,17 @@ def test_every_bad_bundle_at_start_is_refused_and_the_rest_served(models: Path, 
         refused = {r["name"]: r["serving"] for r in c.get("/v1/models").json()["refused"]}
         assert refused == dict.fromkeys("abcde")
         assert metric(c.get("/metrics").text, "sdlgm_model_refused", model="c", version="") == 1.0
+
+
+def test_a_listed_bundle_that_arrives_later_makes_the_service_ready(models: Path) -> None:
+    copy_default(models / "kpi5g")
+    with app_over(models, models="kpi5g,late") as c:
+        assert c.get("/readyz").json()["reasons"] == [f"model 'late' is not loaded: no bundle directory "
+                                                      f"{models / 'late'}"]
+        copy_default(models / "late")
+        assert list(reload(c)["loaded"]) == ["late"]
+        assert c.get("/readyz").status_code == 200
+        assert "\nsdlgm_ready 1.0\n" in c.get("/metrics").text
 
 
 def test_a_models_directory_gone_keeps_every_model(models: Path, tmp_path: Path) -> None:
