@@ -174,21 +174,36 @@ def fingerprint_of(graphs: Graphs, entropy_model: list[list[float]] | None = Non
     return h.hexdigest()
 
 
-def load_manifest(bundle_dir: Path) -> Manifest:
-    """Read and validate a bundle's manifest and check every graph file against its checksum."""
+def inside(path: Path, root: Path | None) -> Path:
+    """The path, refused (BundleError) when it or a symlink on its way leads out of the directory root (the
+    models directory); root None checks nothing."""
+    if root is None:
+        return path
+    try:
+        real, top = path.resolve(strict=True), root.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise BundleError(f"{path} cannot be resolved: {exc}") from exc
+    if not real.is_relative_to(top) or real == top:
+        raise BundleError(f"{path} leads to {real}, out of the models directory {top} (symlinks out are refused)")
+    return real
+
+
+def load_manifest(bundle_dir: Path, root: Path | None = None) -> Manifest:
+    """Read and validate a bundle's manifest and check every graph file against its checksum; with root,
+    refuse a bundle directory, manifest or graph that leads out of root (service: the models directory)."""
     path = bundle_dir / MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"{bundle_dir}: no {MANIFEST_FILE}")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(inside(path, root).read_text())
         manifest = Manifest.model_validate(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
         raise BundleError(f"{path}: invalid manifest: {exc}") from exc
     for role, g in manifest.graphs.present().items():
         gpath = bundle_dir / g.file
         if not gpath.is_file():
             raise BundleError(f"{bundle_dir}: {role} graph {g.file} is missing")
-        actual = sha256_file(gpath)
+        actual = sha256_file(inside(gpath, root))
         if actual != g.sha256:
             raise BundleError(
                 f"{bundle_dir}: {role} graph {g.file} has SHA-256 {actual}, manifest says {g.sha256}"

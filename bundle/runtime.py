@@ -19,7 +19,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from bundle import codes
-from bundle.manifest import BundleError, Graph, Manifest, load_manifest
+from bundle.manifest import BundleError, Graph, Manifest, inside, load_manifest
 
 log = logging.getLogger("sdlgm.service")
 
@@ -130,17 +130,18 @@ def _check_signature(role: str, session: ort.InferenceSession, manifest: Manifes
 
 
 def load_runtime(name: str, bundle_dir: Path, providers: list[str], threads: tuple[int, int],
-                 strict_provider: bool, observe: RunObserver) -> ModelRuntime:
-    """Verify, load and warm up one bundle; any failure is a BundleError naming the cause."""
-    manifest = load_manifest(bundle_dir)
+                 strict_provider: bool, observe: RunObserver, root: Path | None = None) -> ModelRuntime:
+    """Verify, load and warm up one bundle; any failure is a BundleError naming the cause. With root (the
+    models directory), a file that leads out of it is refused (bundle.manifest.inside)."""
+    manifest = load_manifest(bundle_dir, root)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads
     opts.log_severity_level = 3  # onnxruntime's warnings would interleave with our log lines
     sessions: dict[str, ort.InferenceSession] = {}
     for role, graph in manifest.graphs.present().items():
+        path = inside(bundle_dir / graph.file, root)
         try:
-            sessions[role] = ort.InferenceSession(str(bundle_dir / graph.file), sess_options=opts,
-                                                  providers=providers)
+            sessions[role] = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             raise BundleError(f"{role} graph {graph.file} does not load in onnxruntime: {exc}") from exc
         _check_signature(role, sessions[role], manifest)

@@ -1,7 +1,7 @@
 """`python -m service`: read the settings (SDLGM_* environment variables), fail fast on bad ones, and
 serve the app with uvicorn on SDLGM_HOST:SDLGM_PORT (service.transport), in this process or, with
 SDLGM_WORKERS=N > 1, in N worker processes sharing the socket (service.workers). SIGTERM drains and exits
-0 (docs/serving.md)."""
+0 (docs/serving.md); SIGHUP reloads the bundles (docs/reload.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from bundle.runtime import ProviderError, choose_providers
 from service.app import configure_logging, create_app
+from service.reload import ignore_sighup
 from service.settings import Settings, describe_error
 from service.transport import serve
 from service.workers import serve_workers
@@ -24,6 +25,7 @@ log = logging.getLogger("sdlgm.service")
 def main(argv: Sequence[str] | None = None) -> int:
     argparse.ArgumentParser(prog="python -m service", description=__doc__,
                             epilog=Settings.__doc__).parse_args(argv)
+    ignore_sighup()  # a reload, not an end: the lifespan (or each worker's) reloads on it
     try:
         settings = Settings()
     except ValidationError as exc:

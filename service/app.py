@@ -1,7 +1,8 @@
 """The FastAPI app: `create_app(settings)` assembles routes, middlewares and error handlers, and loads
-the models and starts the batchers (service.batching) in its lifespan (not at import), whose state hands
-the drain (service.drain) to the HTTP connections (service.transport); `worker_app` is
-what each worker process serves when there are several (service.workers). Docs at /docs (Swagger UI)
+the models, reloads them on request (service.reload) and starts the batchers (service.batching) in its
+lifespan (not at import), whose state hands the drain (service.drain) to the HTTP connections
+(service.transport); `worker_app` is what each worker process serves when there are several
+(service.workers). Docs at /docs (Swagger UI)
 and /redoc are served from files installed with fastapi-offline, so they work on a node that cannot
 reach a CDN.
 """
@@ -13,7 +14,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
@@ -30,11 +30,9 @@ from service.metrics import Metrics
 from service.middleware import MetricsMiddleware, RequestGuard
 from service.openapi import install_openapi
 from service.quality import QualitySampler
-from service.registry import load_registry
+from service.reload import Reloader, ignore_sighup
 from service.routes import ROUTERS
 from service.settings import Settings
-
-log = logging.getLogger("sdlgm.service")
 
 DESCRIPTION = """Sparse discrete codes (SDLGM) served with onnxruntime.
 
@@ -63,15 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Drain]]:
         app.state.parser = Parser()
-        registry = await anyio.to_thread.run_sync(load_registry, settings, observe)
-        for runtime in registry.models.values():
-            metrics.model_loaded(runtime)
-        metrics.ready.set(0 if registry.not_ready() else 1)
-        app.state.registry = registry
-        for reason in registry.not_ready():
-            log.warning("not ready: %s", reason)
         try:
-            async with scheduler.running():
+            async with app.state.reloader.serving(), scheduler.running():  # the models loaded, then reloads
                 yield {DRAIN_STATE_KEY: drain}  # the lifespan state: how each connection finds the drain
         finally:
             metrics.process_exits()
@@ -82,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.scheduler = scheduler
     app.state.drain = drain
+    app.state.reloader = Reloader(settings, metrics, scheduler, observe, app.state)
     app.state.quality = QualitySampler(settings.quality_sample_rate)
     for router in ROUTERS:
         app.include_router(router)
@@ -110,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def worker_app() -> FastAPI:
     """The app of one worker process of `python -m service` with SDLGM_WORKERS > 1 (uvicorn imports it by
     name in each worker): the settings from the environment, and the service's log lines set up there."""
+    ignore_sighup()  # until the lifespan reloads on it
     settings = Settings()
     configure_logging(settings)
     return create_app(settings)

@@ -17,12 +17,14 @@ do not fit), then queues them, or with SDLGM_BATCHING=false runs them alone as b
 benchmark compares against); `alone` runs work that cannot be coalesced (a stochastic code with its own
 seed), admitted the same way. Both answer 503 at the request's deadline (service.deadline: the whole
 request within SDLGM_REQUEST_TIMEOUT_S; from the call when a request has none); a request cancelled or
-timed out while queued is dropped unrun.
+timed out while queued is dropped unrun. A reload that replaces a model retires its runtime (`retire`):
+its batchers answer what they hold and end, and a request that chose it before the swap runs alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +81,12 @@ class Batcher:
         self._items: deque[_Item] = deque()
         self._queued = 0  # vectors in _items
         self._arrived = anyio.Event()
+        self._closed = False
+
+    def close(self) -> None:
+        """No more requests will come (its model was replaced): serve the queued ones, then end `serve`."""
+        self._closed = True
+        self._arrived.set()
 
     def put(self, item: _Item) -> None:
         self._items.append(item)
@@ -92,8 +100,11 @@ class Batcher:
 
     async def _collect(self) -> list[_Item]:
         """The next batch: the oldest request and those after it that fit, once the batch is full or the
-        oldest has waited max_delay_s. Requests that timed out while queued are dropped."""
+        oldest has waited max_delay_s. Requests that timed out while queued are dropped; empty once closed
+        with nothing queued."""
         while not self._items:
+            if self._closed:
+                return []
             await self._wait(None)
         deadline = self._items[0].arrived + self.max_delay_s
         while self._queued < self.max_vectors and (left := deadline - anyio.current_time()) > 0:
@@ -129,14 +140,16 @@ class Batcher:
             at += n
 
     async def serve(self) -> None:
-        """Run batches until cancelled. A batch started runs to its end even then (the shielded scope, as
-        anyio's non-abandoning thread calls do), so its requests always get their answers."""
+        """Run batches until cancelled, or closed and empty. A batch started runs to its end even then (the
+        shielded scope, as anyio's non-abandoning thread calls do), so its requests always get their answers."""
         loop = asyncio.get_running_loop()
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdlgm-batcher")
         try:
             while True:
                 batch = await self._collect()
                 if not batch:
+                    if self._closed and not self._items:
+                        return
                     continue
                 try:
                     with anyio.CancelScope(shield=True):
@@ -160,7 +173,8 @@ class Scheduler:
         self.max_delay_s = settings.batch_max_delay_ms / 1000.0
         self.timeout_s = settings.request_timeout_s
         self.metrics, self.capacity = metrics, capacity
-        self._batchers: dict[tuple[str, str, str], Batcher] = {}
+        self._batchers: dict[tuple[str, int, str], Batcher] = {}  # by model name, id(runtime), operation
+        self._retired: weakref.WeakValueDictionary[int, ModelRuntime] = weakref.WeakValueDictionary()
         self._tasks: TaskGroup | None = None
 
     @asynccontextmanager
@@ -175,8 +189,20 @@ class Scheduler:
                 self._batchers.clear()
                 tasks.cancel_scope.cancel()
 
+    def retire(self, runtime: ModelRuntime) -> None:
+        """The runtime is no longer served (a reload replaced it): its batchers answer what they hold and
+        end, and a request that had chosen it before the swap runs alone on it."""
+        self._retired[id(runtime)] = runtime
+        for op in OPERATIONS:
+            batcher = self._batchers.pop((runtime.name, id(runtime), op), None)
+            if batcher is not None:
+                batcher.close()
+
+    def _is_retired(self, runtime: ModelRuntime) -> bool:
+        return self._retired.get(id(runtime)) is runtime
+
     def _batcher(self, runtime: ModelRuntime, op: str) -> Batcher:
-        key = (runtime.name, runtime.manifest.fingerprint, op)
+        key = (runtime.name, id(runtime), op)
         batcher = self._batchers.get(key)
         if batcher is None:
             if self._tasks is None:
@@ -212,7 +238,7 @@ class Scheduler:
         """finish(the operation's outputs for the rows x), the rows coalesced with other requests' when
         batching is on."""
         held = self.admit(hold, runtime.name, len(x))
-        if not self.batching:
+        if not self.batching or self._is_retired(runtime):
             return await self.alone(held, runtime, len(x), lambda: finish(operation(runtime, op)(x)), deadline)
         item = _Item(x, finish, held, anyio.current_time())
         held.handed = True

@@ -1,5 +1,5 @@
-"""Request dependencies as `Annotated` types: the settings, the metrics, the registry, the drain, the
-chosen model,
+"""Request dependencies as `Annotated` types: the settings, the metrics, the registry, its reloader, the
+drain, the chosen model,
 and the request's way to run inference (service.batching, with what service.admission holds for it and
 its deadline from service.deadline).
 
@@ -24,6 +24,7 @@ from service.drain import Drain
 from service.metrics import MODEL_STATE_KEY, Metrics
 from service.quality import QualitySampler
 from service.registry import ModelRegistry
+from service.reload import Reloader
 from service.settings import Settings
 
 
@@ -47,6 +48,11 @@ async def _quality(request: Request) -> QualitySampler:
     return quality
 
 
+async def _reloader(request: Request) -> Reloader:
+    reloader: Reloader = request.app.state.reloader
+    return reloader
+
+
 async def _drain(request: Request) -> Drain:
     drain: Drain = request.app.state.drain
     return drain
@@ -57,6 +63,7 @@ DrainDep = Annotated[Drain, Depends(_drain)]
 QualityDep = Annotated[QualitySampler, Depends(_quality)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
+ReloaderDep = Annotated[Reloader, Depends(_reloader)]
 
 
 async def _model(request: Request, registry: RegistryDep,

@@ -158,6 +158,17 @@ class Metrics:
         self.coalesced_requests = Histogram(
             "sdlgm_coalesced_requests", "requests per coalesced batch (dynamic batching)", [*m, "operation"],
             buckets=REQUESTS_BUCKETS, registry=r)
+        self.model_refused = Gauge(
+            "sdlgm_model_refused", "1 while the bundle on disk under this name is refused (at start or by the "
+            "last reload; the version labelled is the one still served, \"\" for none), else 0", m, registry=r,
+            multiprocess_mode="livemax")
+        self.model_loads = Counter("sdlgm_model_loads", "bundles loaded (result loaded) or refused (result refused), "
+                                   "at start and by each reload; an unchanged bundle is not loaded again",
+                                   [*m, "result"], registry=r)
+        self.reloads = Counter("sdlgm_reloads", "reloads (SIGHUP or POST /admin/reload) by result: done, or failed "
+                               "when the bundles could not even be listed (every model kept)", ["result"],
+                               registry=r)
+        self._refused: dict[str, dict[str, str]] = {}  # the labels of each sdlgm_model_refused series at 1
         if not self.multiprocess:
             ProcessCollector(registry=r)
 
@@ -174,6 +185,23 @@ class Metrics:
         reference = reference_nrmse(m)
         if reference is not None:
             self.reference_nrmse.labels(**labels).set(reference)
+
+    def model_unloaded(self, runtime: ModelRuntime) -> None:
+        """A model is no longer served (replaced by a reload): its info series goes to 0 and is dropped."""
+        m = runtime.manifest
+        labels = {"model": runtime.name, "version": m.version, "fingerprint": m.fingerprint,
+                  "provider": runtime.provider}
+        self.model_info.labels(**labels).set(0)  # what a multiprocess file keeps after remove
+        self.model_info.remove(*labels.values())
+
+    def bundle_refused(self, name: str, refused: bool) -> None:
+        """Whether the bundle on disk under this name is refused now (sdlgm_model_refused)."""
+        before = self._refused.pop(name, None)
+        if before is not None:
+            self.model_refused.labels(**before).set(0)
+        if refused:
+            labels = self._refused[name] = self.of(name)
+            self.model_refused.labels(**labels).set(1)
 
     @property
     def multiprocess(self) -> bool:

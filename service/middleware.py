@@ -6,7 +6,7 @@ request"), not as the 500 a request that failed in the app without answering is.
 
 RequestGuard answers 415 when a POST body is not JSON (nor application/octet-stream on the endpoints that
 take binary bodies: /encode, /decode and the KServe V2 ones, which also take a body without Content-Type,
-as tritonclient sends it), and 413 when the body is over SDLGM_MAX_BODY_BYTES:
+as tritonclient sends it; POST /admin/reload reads no body and takes any), and 413 when the body is over SDLGM_MAX_BODY_BYTES:
 from Content-Length before reading it, or while reading a body streamed without it (chunked). It reads
 the whole body before the app sees it (the app parses JSON, so it needs all of it anyway) and hands it on
 in one message. Before refusing a body the client is still sending, it reads and discards it (up to
@@ -32,13 +32,14 @@ DRAIN_S = 2.0
 DRAIN_FACTOR = 4  # a declared body up to this many times the limit is read out before its 413
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 BINARY_PATHS = {"/encode", "/decode"}
+BODILESS_PATHS = {"/admin/reload"}  # POSTs that read no body: any content type (or none) is let through
 CLIENT_CLOSED = 499
 V2_PREFIX = "/v2/"
 
 
 def refused_media(path: str, media: str) -> str | None:
     """Why a body of this media type cannot go to this path (the 415's message), None when it can."""
-    if media == "application/json" or media.endswith("+json"):
+    if media == "application/json" or media.endswith("+json") or path in BODILESS_PATHS:
         return None
     if path.startswith(V2_PREFIX):
         if media in ("", OCTET_STREAM):

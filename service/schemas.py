@@ -189,9 +189,29 @@ class ModelInfo(BaseModel):
     evaluation: dict[str, object]
 
 
+class RefusedBundle(BaseModel):
+    name: str
+    error: str = Field(description="why the bundle on disk under this name was refused (at start or by the last "
+                       "reload)")
+    serving: str | None = Field(description="the fingerprint of the version still served under this name, "
+                                "null when none is")
+
+
 class ModelList(BaseModel):
     default: str
     models: list[ModelInfo]
+    refused: list[RefusedBundle] = Field(description="bundles refused at start or by the last reload "
+                                         "(docs/reload.md)")
+
+
+class ReloadReport(BaseModel):
+    pid: int = Field(description="the worker that reloaded (each worker reloads its own; SIGHUP reaches all)")
+    loaded: dict[str, str] = Field(description="models loaded by this reload (new or replaced), by fingerprint")
+    unchanged: list[str] = Field(description="models whose bundle did not change, left as they were")
+    refused: dict[str, str] = Field(description="bundles refused, with the cause; a model served before keeps "
+                                    "being served")
+    error: str | None = Field(description="why the reload did not happen at all (the bundles could not be "
+                              "listed); every model kept")
 
 
 class Health(BaseModel):
@@ -203,7 +223,7 @@ class Readiness(BaseModel):
     ready: bool
     models: list[str] = Field(description="models loaded and warmed")
     reasons: list[str] = Field(description="why not ready (empty when ready)")
-    refused: dict[str, str] = Field(description="bundles refused at start, with the cause")
+    refused: dict[str, str] = Field(description="bundles refused at start or by the last reload, with the cause")
 
 
 class ErrorResponse(BaseModel):

@@ -155,6 +155,41 @@ def test_a_failing_run_fails_its_requests_and_the_batcher_serves_on(tmp_path: Pa
     assert capacity.used("m") == 0
 
 
+def test_a_retired_runtime_answers_what_its_batcher_holds_and_a_late_request_runs_alone(tmp_path: Path) -> None:
+    s, capacity, _ = scheduler(tmp_path, batch_max_delay_ms=300)
+    old, new = FakeRuntime(), FakeRuntime()  # one model's name and fingerprint: a reload of the same graphs
+    queued = [rows(1, 0), rows(1, 10), rows(1, 20)]
+
+    async def swap_then_more() -> list[Any]:
+        await anyio.sleep(0.02)  # the three are queued on old's batcher, waiting for company
+        s.retire(old)  # a reload swapped new in; a request that chose old before it still comes
+        late = await s.run(None, old, "encode", rows(1, 30), lambda o: o)  # type: ignore[arg-type]
+        with anyio.fail_after(5):
+            after = await gather_in(s, [encode(s, new, rows(1, 40)), encode(s, new, rows(1, 50))])
+        return [late, *after]
+
+    out = gather(s, [*(encode(s, old, x) for x in queued), swap_then_more])
+    assert old.runs == [1, 3]  # the late one alone, at once; the queued three still coalesced, after the delay
+    assert new.runs == [2]  # new's own batcher
+    for x, (_, doubled) in zip(queued, out[:3], strict=True):
+        assert np.array_equal(doubled, x * 2)
+    assert [np.array_equal(o[1], rows(1, v) * 2) for o, v in zip(out[3], (30, 40, 50), strict=True)] == [True] * 3
+    assert capacity.used("m") == 0
+
+
+async def gather_in(s: Scheduler, calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """The calls run concurrently inside a running scheduler; their results in order."""
+    out: list[Any] = [None] * len(calls)
+
+    async def one(i: int) -> None:
+        out[i] = await calls[i]()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(calls)):
+            tg.start_soon(one, i)
+    return out
+
+
 def test_a_lone_request_waits_the_delay_for_company_and_no_longer(tmp_path: Path) -> None:
     s, _, _ = scheduler(tmp_path, batch_max_delay_ms=150)
     rt = FakeRuntime()

@@ -59,7 +59,7 @@ def test_bad_bundles_are_refused_whole_and_the_rest_is_served(mixed_dir: Path,
         r = c.post("/encode", params={"model": "kpi5g-tampered"}, json={"vector": [0.0] * 80})
         assert r.status_code == 404
         assert r.json()["kind"] == "unknown_model"
-        assert r.json()["error"].startswith("model 'kpi5g-tampered' is not loaded (refused at start: ")
+        assert r.json()["error"].startswith("model 'kpi5g-tampered' is not loaded (refused: ")
     [tampered] = _refusals(caplog, "kpi5g-tampered")
     message = tampered.getMessage()
     assert tampered.levelname == "ERROR" and "encoder graph encoder-" in message and "manifest says" in message

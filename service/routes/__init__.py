@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.routes import decode, encode, health, metrics, models, predict, status, v2
+from service.routes import decode, encode, health, metrics, models, predict, reload, status, v2
 
 ROUTERS = [encode.router, decode.router, predict.router, models.router, health.router, metrics.router, status.router,
-           v2.router]
+           reload.router, v2.router]

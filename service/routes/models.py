@@ -1,4 +1,4 @@
-"""GET /v1/models and /v1/models/{name}: what each loaded model is and where it runs."""
+"""GET /v1/models and /v1/models/{name}: what each loaded model is and where it runs, and the bundles refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from bundle.runtime import ModelRuntime
 from service.deps import RegistryDep
 from service.errors import ERROR_RESPONSES
-from service.schemas import ModelInfo, ModelList
+from service.schemas import ModelInfo, ModelList, RefusedBundle
 
 router = APIRouter(tags=["models"])
 
@@ -23,9 +23,13 @@ def model_info(runtime: ModelRuntime, default: str) -> ModelInfo:
 
 @router.get("/v1/models")
 async def list_models(registry: RegistryDep) -> ModelList:
-    """Every loaded model (bundles refused at start are listed by /readyz)."""
+    """Every loaded model, and the bundles refused at start or by the last reload (with the fingerprint of the
+    version still served under that name, if any)."""
+    served = registry.models
     return ModelList(default=registry.default,
-                     models=[model_info(r, registry.default) for _, r in sorted(registry.models.items())])
+                     models=[model_info(r, registry.default) for _, r in sorted(served.items())],
+                     refused=[RefusedBundle(name=n, error=why, serving=served[n].manifest.fingerprint if n in served
+                                            else None) for n, why in sorted(registry.refused.items())])
 
 
 @router.get("/v1/models/{name}", responses=ERROR_RESPONSES)
