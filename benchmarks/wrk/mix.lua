@@ -9,7 +9,9 @@
 -- of stdout is
 --   wrk-json: {"requests": ..., "duration_us": ..., "bytes": ..., "errors": {...}, "latency_us": {...},
 --              "statuses": {"200": ...}}
--- which benchmarks/soak.py parses.
+-- (benchmarks/wrk/report.lua) which benchmarks/soak.py parses.
+
+local report = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")
 
 local requests_by_kind = {}
 local next_kind = 0
@@ -45,11 +47,6 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local e = summary.errors
-  local p = {}
-  for _, q in ipairs({50, 90, 99, 99.9}) do
-    p[#p + 1] = string.format('"p%s": %d', (tostring(q):gsub("%.", "_")), latency:percentile(q))
-  end
   local all = {}
   for _, thread in ipairs(threads) do
     for s, n in pairs(thread:get("statuses")) do
@@ -60,10 +57,5 @@ function done(summary, latency, requests)
   for s, n in pairs(all) do
     parts[#parts + 1] = string.format('"%s": %d', s, n)
   end
-  io.write(string.format(
-    'wrk-json: {"requests": %d, "duration_us": %d, "bytes": %d, '
-      .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
-      .. '"latency_us": {"mean": %.1f, "max": %d, %s}, "statuses": {%s}}\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency.max, table.concat(p, ", "), table.concat(parts, ", ")))
+  report.write(summary, latency, string.format('"statuses": {%s}', table.concat(parts, ", ")))
 end

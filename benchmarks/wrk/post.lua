@@ -7,7 +7,9 @@
 -- 'Inference-Header-Content-Length: 123'). The request is built once per thread (wrk.init formats it
 -- after this init), so the script costs nothing per request. The last line of stdout is
 --   wrk-json: {"requests": ..., "duration_us": ..., "errors": {...}, "latency_us": {...}}
--- which benchmarks/serve_bench.py parses; errors.status counts answers with a status of 400 or more.
+-- (benchmarks/wrk/report.lua) which benchmarks/serve_bench.py parses.
+
+local report = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")
 
 function init(args)
   if #args < 2 then
@@ -28,15 +30,5 @@ function init(args)
 end
 
 function done(summary, latency, requests)
-  local e = summary.errors
-  local p = {}
-  for _, q in ipairs({50, 90, 99, 99.9}) do
-    p[#p + 1] = string.format('"p%s": %d', tostring(q):gsub("%.", "_"), latency:percentile(q))
-  end
-  io.write(string.format(
-    'wrk-json: {"requests": %d, "duration_us": %d, "bytes": %d, '
-      .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
-      .. '"latency_us": {"mean": %.1f, "max": %d, %s}}\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency.max, table.concat(p, ", ")))
+  report.write(summary, latency, "")
 end
