@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -93,8 +94,8 @@ def test_codes_of_another_model_raise_fingerprint_mismatch(
     """Two models with decoders on one server: the committed kpi5g and a freshly trained one as `other`."""
     repo = tmp_path / "models"
     repo.mkdir()
-    (repo / "kpi5g").symlink_to(REPO / "models" / "kpi5g")
-    (repo / "other").symlink_to(models_dir / "kpi5g")
+    shutil.copytree(REPO / "models" / "kpi5g", repo / "kpi5g")  # copies: symlinks out of the directory are refused
+    shutil.copytree(models_dir / "kpi5g", repo / "other")
     with serve({"SDLGM_MODELS_DIR": str(repo), **ENV}) as server, Client(server.url) as sdlgm:
         codes = sdlgm.encode(kpi_rows(), model="kpi5g")
         assert sdlgm.decode(codes).shape == (3, 80)
