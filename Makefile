@@ -3,6 +3,9 @@ PYTHON ?= python3
 PORT ?= 8000
 HOST ?= 127.0.0.1
 VENV := .venv
+PERF_ANALYZER := .tools/perf_analyzer/perf_analyzer
+TRITON_SDK_WHEEL := tritonclient==2.39.0
+CUDART_WHEEL := nvidia-cuda-runtime-cu12==12.4.127
 SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
@@ -46,12 +49,33 @@ tools: ## install the Debian tools the tests need when missing: promtool, chromi
 
 # wrk (Debian's package) is the HTTP load generator of `make bench` and of its test: installed from apt when
 # missing, as .ci/docker_smoke.sh installs Docker; without root it says what to install.
-bench-tools: ## install wrk from Debian when missing (the load generator of make bench)
+bench-tools: $(PERF_ANALYZER) ## install wrk from Debian when missing (the load generator of make bench), and Triton's perf_analyzer under .tools/
 	@command -v wrk >/dev/null || { \
 		[ "$$(id -u)" -eq 0 ] || { echo "wrk is missing and installing it needs root: apt-get install -y wrk" >&2; exit 1; }; \
 		echo "installing wrk from Debian"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || { echo "apt-get install wrk failed" >&2; exit 1; }; }
 	@wrk --version 2>&1 | head -1
+
+# Triton's perf_analyzer, the V2 load generator operators already use (docs/serving.md): the binary that
+# tritonclient's wheels carried up to 2.39.0 (PyPI's `perf-analyzer` is a placeholder), with the CUDA
+# runtime library it links (from NVIDIA's wheel; it runs on a CPU-only machine too) and Debian's libb64.
+
+$(PERF_ANALYZER): | venv
+	@dpkg -s libb64-0d >/dev/null 2>&1 || { \
+		[ "$$(id -u)" -eq 0 ] || { echo "libb64-0d is missing and installing it needs root: apt-get install -y libb64-0d" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null 2>&1 || \
+		{ echo "apt-get install libb64-0d failed" >&2; exit 1; }; }
+	rm -rf .tools/perf_analyzer && mkdir -p .tools/perf_analyzer/wheels
+	$(VENV)/bin/pip download -q --no-deps --only-binary=:all: --platform manylinux1_x86_64 --platform manylinux2014_x86_64 \
+		-d .tools/perf_analyzer/wheels '$(TRITON_SDK_WHEEL)' '$(CUDART_WHEEL)'
+	cd .tools/perf_analyzer && $(CURDIR)/$(VENV)/bin/python -c "import sys, zipfile, pathlib; \
+		[zipfile.ZipFile(w).extractall('x') for w in pathlib.Path('wheels').glob('*.whl')]" && \
+		mkdir -p bin lib && mv x/tritonclient-*.data/data/bin/perf_analyzer bin/ && mv x/nvidia/cuda_runtime/lib/libcudart.so.12 lib/ && \
+		chmod +x bin/perf_analyzer && rm -rf x wheels
+	printf '%s\n' '#!/bin/sh' 'here=$$(dirname "$$0")' \
+		'LD_LIBRARY_PATH="$$here/lib$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" exec "$$here/bin/perf_analyzer" "$$@"' > $@
+	chmod +x $@
+	@$@ --version >/dev/null 2>&1 || $@ -h 2>&1 | grep -q "perf_analyzer" || { echo "perf_analyzer does not run" >&2; exit 1; }
 
 test: venv venv-serve tools bench-tools ## run the whole test suite (creates both environments and installs the Debian tools first: promtool, chromium, wrk)
 	$(VENV)/bin/pytest

@@ -30,6 +30,7 @@ from service.fastjson import check_values
 from service.schemas import NonNegativeInt
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+TRITON_TYPES = {"BYTES": "STRING"}  # Triton's model configuration names the V2 datatype BYTES TYPE_STRING
 DTYPES: dict[str, np.dtype[Any]] = {"BOOL": np.dtype("?"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
                                     "FP32": np.dtype("<f4")}
 JSON_KINDS = {"BOOL": "b", "INT32": "iu", "INT64": "iu", "FP32": "iuf"}  # numpy kinds JSON data may parse to
@@ -48,6 +49,18 @@ class TensorSpec:
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    def config(self) -> dict[str, Any]:
+        """The tensor as Triton's model configuration declares it for a model that batches: `data_type`
+        TYPE_<datatype> (BYTES is TYPE_STRING) and `dims` without the batch dimension; a tensor of one value a
+        row has dims [1] reshaped to [] (Triton's convention), as clients then send shape [batch]."""
+        dims = list(self.shape[1:])
+        entry: dict[str, Any] = {"name": self.name, "data_type": "TYPE_" + TRITON_TYPES.get(self.datatype,
+                                                                                           self.datatype),
+                                 "dims": dims or [1]}
+        if not dims:
+            entry["reshape"] = {"shape": []}
+        return entry
 
 
 class _Body(BaseModel):

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import Server
+from conftest import SESSION_SETTINGS, Server
 from fastapi.testclient import TestClient
 from service_cases import OCT
 from tritonclient.utils import InferenceServerException
@@ -35,7 +35,8 @@ def x() -> np.ndarray:
 
 def test_health_readiness_and_metadata(tc: triton.InferenceServerClient, client: httpx.Client) -> None:
     assert tc.is_server_live() and tc.is_server_ready()
-    assert tc.get_server_metadata() == {"name": "sdlgm", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+    assert tc.get_server_metadata() == {"name": "sdlgm", "version": "0.1.0", "extensions": ["binary_tensor_data",
+                                                                                          "model_configuration"]}
     version = client.get("/v1/models/kpi5g").json()["version"]
     assert tc.is_model_ready("kpi5g-encode") and tc.is_model_ready("kpi5g-decode", version)
     assert tc.is_model_ready("emotions-predict") and not tc.is_model_ready("emotions-decode")
@@ -47,6 +48,29 @@ def test_health_readiness_and_metadata(tc: triton.InferenceServerClient, client:
     predict = tc.get_model_metadata("emotions-predict")
     assert [(o["name"], o["datatype"], o["shape"]) for o in predict["outputs"]] == [
         ("probabilities", "FP32", [-1, 6]), ("labels", "BOOL", [-1, 6])]
+
+
+def test_model_configuration_declares_the_tensors_without_the_batch(tc: triton.InferenceServerClient) -> None:
+    """Triton's model configuration extension (what perf_analyzer reads): each tensor of the metadata with
+    its batch dimension dropped, one value a row as dims [1] reshaped to [], TYPE_STRING for BYTES."""
+    for name in ("kpi5g-encode", "kpi5g-decode", "emotions-predict"):
+        meta, config = tc.get_model_metadata(name), tc.get_model_config(name)
+        assert config == tc.get_model_config(name, meta["versions"][0])
+        assert (config["name"], config["max_batch_size"], config["dynamic_batching"]) == (
+            name, SESSION_SETTINGS["max_batch"], {"max_queue_delay_microseconds": 0})
+        for key, tensors in (("input", meta["inputs"]), ("output", meta["outputs"])):
+            expected = []
+            for t in tensors:
+                entry = {"name": t["name"], "data_type": "TYPE_" + t["datatype"].replace("BYTES", "STRING"),
+                         "dims": t["shape"][1:] or [1]}
+                expected.append(entry if t["shape"][1:] else {**entry, "reshape": {"shape": []}})
+            assert config[key] == expected
+    assert tc.get_model_config("kpi5g-encode")["output"][2] == {
+        "name": "L_hat", "data_type": "TYPE_INT64", "dims": [1], "reshape": {"shape": []}}
+    with pytest.raises(InferenceServerException, match="model 'kpi5g-nothing' is not served"):
+        tc.get_model_config("kpi5g-nothing")
+    with pytest.raises(InferenceServerException, match="has no version '0.0.0-none'"):
+        tc.get_model_config("kpi5g-encode", "0.0.0-none")
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

@@ -18,7 +18,7 @@ from service.routes.decode import check_codes_of
 from service.v2models import V2Model, check_batch, resolve
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 
 
 def _model(name: str, version: str | None, registry: ModelRegistry, request: Request) -> V2Model:
@@ -56,6 +56,22 @@ async def model_metadata(model: str, registry: RegistryDep, request: Request,
     v2 = _model(model, version, registry, request)
     return {"name": v2.name, "versions": [v2.runtime.manifest.version], "platform": "sdlgm",
             "inputs": [t.metadata() for t in v2.inputs], "outputs": [t.metadata() for t in v2.outputs]}
+
+
+@router.get("/models/{model}/config", responses=ERROR_RESPONSES)
+@router.get("/models/{model}/versions/{version}/config", responses=ERROR_RESPONSES)
+async def model_config(model: str, registry: RegistryDep, settings: SettingsDep, request: Request,
+                       version: str | None = None) -> dict[str, Any]:
+    """Triton's model configuration extension, which perf_analyzer reads before it sends a request: the
+    tensors without their batch dimension, max_batch_size SDLGM_MAX_BATCH, and dynamic batching on when
+    SDLGM_BATCHING is (its delay SDLGM_BATCH_MAX_DELAY_MS)."""
+    v2 = _model(model, version, registry, request)
+    config: dict[str, Any] = {"name": v2.name, "platform": "sdlgm", "backend": "sdlgm",
+                              "max_batch_size": settings.max_batch,
+                              "input": [t.config() for t in v2.inputs], "output": [t.config() for t in v2.outputs]}
+    if settings.batching:
+        config["dynamic_batching"] = {"max_queue_delay_microseconds": round(settings.batch_max_delay_ms * 1000)}
+    return config
 
 
 @router.get("/models/{model}/ready", responses=ERROR_RESPONSES)
