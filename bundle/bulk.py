@@ -176,7 +176,7 @@ def feature_matrix(table: pa.Table, names: Sequence[str]) -> np.ndarray:
             raise BulkError(f"column {name!r} has {col.null_count} empty values in this chunk; every feature "
                             "needs a value")
         try:
-            x[:, j] = col.cast(pa.float32()).to_numpy()
+            x[:, j] = col.cast(pa.float32(), safe=False).to_numpy()  # rounded as the service rounds JSON numbers
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise BulkError(f"column {name!r} is not numeric ({col.type}): {exc}") from exc
     bad = np.argwhere(~np.isfinite(x))

@@ -8,6 +8,7 @@ execution provider or warm-up fail, so a model is served complete or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -139,9 +140,12 @@ def load_runtime(name: str, bundle_dir: Path, providers: list[str], threads: tup
     opts.log_severity_level = 3  # onnxruntime's warnings would interleave with our log lines
     sessions: dict[str, ort.InferenceSession] = {}
     for role, graph in manifest.graphs.present().items():
-        path = inside(bundle_dir / graph.file, root)
+        data = inside(bundle_dir / graph.file, root).read_bytes()  # one read: the bytes checked are those loaded
+        if hashlib.sha256(data).hexdigest() != graph.sha256:
+            raise BundleError(f"{role} graph {graph.file} changed while the bundle was loaded: its SHA-256 is no "
+                              "longer the manifest's")
         try:
-            sessions[role] = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            sessions[role] = ort.InferenceSession(data, sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             raise BundleError(f"{role} graph {graph.file} does not load in onnxruntime: {exc}") from exc
         _check_signature(role, sessions[role], manifest)

@@ -85,10 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before the body is read: a request whose vectors do not fit its model's queue is shed here.
     app.add_middleware(ShedGuard, metrics=metrics, capacity=capacity, max_batch=settings.max_batch,
                        max_body_bytes=settings.max_body_bytes)
-    # Before the body is read or a queue slot taken: the token (service.auth), when any is configured.
-    if api_tokens or admin_tokens:
-        app.add_middleware(AccessControl, metrics=metrics, api=api_tokens, admin=admin_tokens,
-                           protect_metrics=settings.auth_metrics, max_body_bytes=settings.max_body_bytes)
+    # Before the body is read or a queue slot taken: the token (service.auth); without token files, admin paths off.
+    app.add_middleware(AccessControl, metrics=metrics, api=api_tokens, admin=admin_tokens,
+                       protect_metrics=settings.auth_metrics, max_body_bytes=settings.max_body_bytes)
     # Around all of a request's work: its body's, its own and the drain's deadlines.
     app.add_middleware(RequestDeadline, metrics=metrics, drain=drain, request_timeout_s=settings.request_timeout_s,
                        body_timeout_s=settings.body_timeout_s)

@@ -2,7 +2,8 @@
 ASGI middleware before any body is read, so an unauthenticated client costs a header lookup and never the
 body buffer, the JSON parser or a queue slot.
 
-Off unless SDLGM_TOKEN_FILE or SDLGM_ADMIN_TOKEN_FILE is set. Each path has one access class (`access_of`):
+Without SDLGM_TOKEN_FILE and SDLGM_ADMIN_TOKEN_FILE every path is open but the admin ones, which are off
+(403), so that an admin endpoint is never open by default. Each path has one access class (`access_of`):
 - open: /healthz, /readyz, /v2/health/live, /v2/health/ready (probes carry no token), the API docs
   (/docs, /redoc, /openapi.json: they say which scheme to use) and the status page's static files (/, /static/).
 - metrics: /metrics and /v1/status (the same figures), open unless SDLGM_AUTH_METRICS=true, then as api.
@@ -142,8 +143,11 @@ class TokenFile:
 
     def holds(self, token: str) -> bool:
         """Whether the token is one of the file's, in time independent of which one and of its length."""
+        return self.holds_digest(_digest(token))
+
+    def holds_digest(self, presented: bytes) -> bool:
+        """Whether a token of this SHA-256 digest is one of the file's (in time independent of which one)."""
         self._refresh()
-        presented = _digest(token)
         found = False
         for digest in self._digests:
             found |= hmac.compare_digest(presented, digest)
@@ -159,7 +163,8 @@ def bearer_token(headers: Headers) -> str | None:
 
 
 class AccessControl:
-    """401 for a request without a valid token where its path needs one, 403 for an api token on an admin path."""
+    """401 for a request without a valid token where its path needs one, 403 for an api token on an admin path,
+    and 403 on every admin path when no token file is set (an open service has no admin endpoints)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, api: TokenFile | None, admin: TokenFile | None,
                  protect_metrics: bool, max_body_bytes: int) -> None:
@@ -177,14 +182,21 @@ class AccessControl:
             return
         headers = Headers(scope=scope)
         token = bearer_token(headers)
-        is_admin = token is not None and self.admin is not None and self.admin.holds(token)
-        if is_admin or (needs == "api" and token is not None and self.api is not None and self.api.holds(token)):
+        digest = None if token is None else _digest(token)
+        is_api = digest is not None and self.api is not None and self.api.holds_digest(digest)
+        is_admin = digest is not None and self.admin is not None and (
+            is_api if self.admin is self.api else self.admin.holds_digest(digest))
+        if is_admin or (needs == "api" and is_api):
             await self.app(scope, receive, send)
             return
-        if token is None:
+        if self.admin is None:  # no token file at all: needs is "admin"
+            status, kind, challenge = 403, "forbidden", None
+            message = ("the admin endpoints are off: set SDLGM_ADMIN_TOKEN_FILE (or SDLGM_TOKEN_FILE) to turn them "
+                       "on; SIGHUP reloads the bundles without them")
+        elif token is None:
             status, kind, challenge = 401, "unauthorized", f'Bearer realm="{REALM}"'
             message = "this endpoint needs a bearer token: send `Authorization: Bearer <token>`"
-        elif needs == "admin" and self.api is not None and self.api.holds(token):
+        elif needs == "admin" and is_api:
             status, kind, challenge = 403, "forbidden", f'Bearer realm="{REALM}", error="insufficient_scope"'
             message = "this token does not grant the admin endpoints (SDLGM_ADMIN_TOKEN_FILE)"
         else:
@@ -192,5 +204,6 @@ class AccessControl:
             message = "the bearer token is not valid"
         if not expects_continue(headers):  # a client still sending its body reads the answer, not a reset
             await drain_body(receive, self.max_body_bytes)
-        response = error_response(self.metrics, status, kind, message, headers={"WWW-Authenticate": challenge})
+        response = error_response(self.metrics, status, kind, message,
+                                  headers={"WWW-Authenticate": challenge} if challenge else None)
         await response(scope, receive, send)

@@ -74,11 +74,13 @@ class Loading:
 
 
 def bundle_names(settings: Settings) -> list[str]:
-    """SDLGM_MODELS, or every subdirectory of models_dir that holds a manifest."""
+    """SDLGM_MODELS, or every subdirectory of models_dir that holds a manifest, but those whose name starts with
+    a dot (a bundle being staged, docs/reload.md)."""
     listed = settings.model_names
     if listed is not None:
         return listed
-    return sorted(p.name for p in settings.models_dir.iterdir() if (p / MANIFEST_FILE).is_file())
+    return sorted(p.name for p in settings.models_dir.iterdir()
+                  if not p.name.startswith(".") and (p / MANIFEST_FILE).is_file())
 
 
 def describe(exc: BaseException) -> str:

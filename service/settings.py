@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         return ",".join(origins)
 
     @model_validator(mode="after")
+    def _metrics_need_api_tokens(self) -> Settings:
+        if self.auth_metrics and self.token_file is None:
+            raise ValueError("SDLGM_AUTH_METRICS=true needs SDLGM_TOKEN_FILE: the metrics take the inference "
+                             "tokens, and without them would stay open")
+        return self
+
+    @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("SDLGM_TLS_CERTFILE and SDLGM_TLS_KEYFILE go together: set both or neither")

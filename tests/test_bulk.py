@@ -161,6 +161,30 @@ def test_empty_and_non_numeric_values_are_refused(windows: pa.Table, tmp_path: P
                     progress=False)
 
 
+def test_integer_features_beyond_float32_precision_are_rounded_as_the_service_rounds(windows: pa.Table,
+                                                                                     tmp_path: Path) -> None:
+    """A byte counter held as int64 above 2**24 is encoded from its float32 rounding, not refused."""
+    col = windows.schema.get_field_index("SNR@t3")
+    big = np.arange(windows.num_rows, dtype=np.int64) + (1 << 40) + 1
+    table = windows.set_column(col, "SNR@t3", pa.array(big, pa.int64()))
+    encode_file(BUNDLE, _write(table, tmp_path / "ints.parquet"), tmp_path / "ints-codes.parquet", keep=["id"],
+                progress=False)
+    as_floats = windows.set_column(col, "SNR@t3", pa.array(big.astype(np.float32)))
+    encode_file(BUNDLE, _write(as_floats, tmp_path / "f.parquet"), tmp_path / "f-codes.parquet", keep=["id"], progress=False)
+    assert _codes(tmp_path / "ints-codes.parquet")[0] == _codes(tmp_path / "f-codes.parquet")[0]
+
+
+def test_a_bundle_that_is_not_there_is_one_line_not_a_traceback(files: dict[str, Path], tmp_path: Path) -> None:
+    codes = tmp_path / "codes.parquet"
+    encode_file(BUNDLE, files["csv"], codes, keep=["id"], progress=False)
+    for command, given in (("encode", files["csv"]), ("decode", codes)):
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--bundle", str(tmp_path / "nothing"), "--in", str(given),
+                  "--out", str(tmp_path / "out.parquet")])
+        assert str(stop.value).startswith(f"sdlgm {command}: "), stop.value
+        assert "no manifest.json" in str(stop.value)
+
+
 def test_decode_refuses_codes_of_another_bundle_and_files_without_codes(files: dict[str, Path], tmp_path: Path) -> None:
     codes = tmp_path / "codes.parquet"
     encode_file(BUNDLE, files["parquet"], codes, keep=["id"], progress=False)

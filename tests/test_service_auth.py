@@ -126,10 +126,16 @@ def test_an_admin_file_alone_closes_only_the_admin_paths(models_dir: Path, token
         assert c.post("/admin/echo", json={}, headers=bearer(ADMIN)).status_code == 200
 
 
-def test_without_token_files_every_path_is_open(models_dir: Path) -> None:
+def test_without_token_files_every_path_is_open_but_the_admin_ones(models_dir: Path) -> None:
     with app_with_admin_route(models_dir=models_dir) as c:
         assert c.post("/encode", json={"vector": V}).status_code == 200
-        assert c.post("/admin/echo", json={}).status_code == 200
+        assert c.get("/metrics").status_code == 200
+        for path in ("/admin/echo", "/admin/reload", "/admin"):
+            off = c.post(path, json={}, headers=bearer(ADMIN))
+            assert (off.status_code, off.json()) == (403, {"kind": "forbidden", "error": "the admin endpoints are "
+                                                           "off: set SDLGM_ADMIN_TOKEN_FILE (or SDLGM_TOKEN_FILE) to "
+                                                           "turn them on; SIGHUP reloads the bundles without them"})
+            assert "WWW-Authenticate" not in off.headers
         assert "securitySchemes" not in c.get("/openapi.json").json()["components"]
 
 

@@ -117,3 +117,27 @@ def test_an_inference_timeout_answers_503_and_the_app_stays_healthy(models_dir: 
         assert c.get("/readyz").status_code == 200
         assert 'sdlgm_errors_total{kind="timeout"} 1.0' in c.get("/metrics").text
         assert c.post("/predict", json={"vector": [0.0] * 72}).status_code == 503  # still answering, still bounded
+
+
+def test_a_graph_changed_after_its_check_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bytes onnxruntime loads are the bytes whose SHA-256 was checked: a graph replaced between the
+    manifest's check and the load (a copy over a served bundle) is refused, not loaded unverified."""
+    import bundle.runtime as runtime_module
+    from bundle.manifest import BundleError, Manifest
+
+    bundle_dir = tmp_path / "kpi5g"
+    shutil.copytree(REPO / "models" / "kpi5g", bundle_dir)
+    checked = runtime_module.load_manifest
+
+    def then_changed(directory: Path, root: Path | None = None) -> Manifest:
+        manifest = checked(directory, root)
+        graph = directory / next(iter(manifest.graphs.present().values())).file
+        data = bytearray(graph.read_bytes())
+        data[-1] ^= 1
+        graph.write_bytes(bytes(data))
+        return manifest
+
+    monkeypatch.setattr(runtime_module, "load_manifest", then_changed)
+    with pytest.raises(BundleError, match="changed while the bundle was loaded: its SHA-256 is no longer"):
+        runtime_module.load_runtime("kpi5g", bundle_dir, ["CPUExecutionProvider"], (1, 1), False,
+                                    lambda *_: None)

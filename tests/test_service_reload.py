@@ -275,9 +275,19 @@ def test_the_reload_endpoint_is_off_without_a_token_file(models: Path) -> None:
     copy_default(models / "kpi5g")
     with open_app(settings_of(models_dir=models, provider="cpu")) as c:
         r = c.post("/admin/reload", headers=AUTH)
-        assert (r.status_code, r.json()) == (403, {"kind": "forbidden", "error": "POST /admin/reload is off: set "
-                                                   "SDLGM_ADMIN_TOKEN_FILE (or SDLGM_TOKEN_FILE) to turn it on, "
-                                                   "or send SIGHUP to the service"})
+        assert (r.status_code, r.json()["kind"]) == (403, "forbidden")
+        assert r.json()["error"].startswith("the admin endpoints are off: set SDLGM_ADMIN_TOKEN_FILE")
+        assert metric(c.get("/metrics").text, "sdlgm_reloads_total", result="done") is None
+
+
+def test_a_directory_starting_with_a_dot_is_not_a_bundle(models: Path) -> None:
+    """The staging link of docs/reload.md (`.kpi5g.new`), caught by a reload, is neither loaded nor refused."""
+    copy_default(models / "kpi5g")
+    with app_over(models) as c:
+        (models / ".kpi5g.new").symlink_to("kpi5g")
+        report = reload(c)
+        assert (report["loaded"], report["unchanged"], report["refused"]) == ({}, ["kpi5g"], {})
+        assert [m["name"] for m in c.get("/v1/models").json()["models"]] == ["kpi5g"]
 
 
 @pytest.mark.parametrize(("headers", "status"), [

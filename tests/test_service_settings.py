@@ -80,6 +80,8 @@ BAD = [
     ({"SDLGM_BODY_TIMEOUT_S": "-1"}, "SDLGM_BODY_TIMEOUT_S=-1: Input should be greater than 0"),
     ({"SDLGM_MAX_CONNECTIONS": "0"}, "SDLGM_MAX_CONNECTIONS=0: Input should be greater than or equal to 1"),
     ({"SDLGM_DRAIN_TIMEOUT_S": "-1"}, "SDLGM_DRAIN_TIMEOUT_S=-1: Input should be greater than or equal to 0"),
+    ({"SDLGM_AUTH_METRICS": "true"}, "SDLGM_AUTH_METRICS=true needs SDLGM_TOKEN_FILE: the metrics take the "
+     "inference tokens, and without them would stay open"),
     ({"SDLGM_QUEUE_MAX_VECTORS": "100"}, "SDLGM_QUEUE_MAX_VECTORS=100 is below SDLGM_MAX_BATCH=1024: a full batch "
      "could never be queued"),
 ]

@@ -88,11 +88,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from bundle.bulk import BulkError, encode_file
+    from bundle.manifest import BundleError
 
     try:
         result = encode_file(Path(args.bundle), Path(args.input), Path(args.out), args.format, args.keep,
                              args.chunk_rows, args.threads, args.stop_after_chunks, not args.no_progress)
-    except BulkError as exc:
+    except (BulkError, BundleError) as exc:  # bad input or a bundle refused: one line, no traceback
         raise SystemExit(f"sdlgm encode: {exc}") from exc
     print(json.dumps(result, indent=2))
     return 0
@@ -100,11 +101,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     from bundle.bulk import BulkError, decode_file
+    from bundle.manifest import BundleError
 
     try:
         result = decode_file(Path(args.bundle), Path(args.input), Path(args.out), args.keep, args.chunk_rows,
                              args.threads, args.stop_after_chunks, not args.no_progress)
-    except BulkError as exc:
+    except (BulkError, BundleError) as exc:
         raise SystemExit(f"sdlgm decode: {exc}") from exc
     print(json.dumps(result, indent=2))
     return 0
