@@ -44,11 +44,15 @@ def start_local(workers: int, address: str | None = None) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
-def _first_file(src: Path) -> Path:
+def _files(src: Path) -> list[Path]:
     files = sorted(src.glob("*.parquet")) if src.is_dir() else [src]
     if not files:
         raise BulkError(f"{src}: no Parquet files")
-    return files[0]
+    return files
+
+
+def _first_file(src: Path) -> Path:
+    return _files(src)[0]
 
 
 def run_job(command: str, bundle: Path, src: Path, out: Path, workers: int, fmt: Format = "v1",
@@ -58,6 +62,8 @@ def run_job(command: str, bundle: Path, src: Path, out: Path, workers: int, fmt:
     of `threads` onnxruntime threads each; the job's wall time (from reading to the last file written)."""
     import ray.data
 
+    if out.exists() and any(out.glob("*.parquet")):  # the report counts the folder's files: only this run's
+        raise BulkError(f"{out} already holds Parquet files; give an empty or new folder")
     start_local(workers, address)
     first = open_source(_first_file(src))
     fn: type[Encoder] | type[Decoder]
@@ -68,8 +74,10 @@ def run_job(command: str, bundle: Path, src: Path, out: Path, workers: int, fmt:
         fn = Decoder
         meta = first.metadata or {}
         decoder = Decoder(bundle, meta.get("format", "v1"), keep, threads)
-        if meta.get("fingerprint") != decoder.runtime.manifest.fingerprint:
-            raise BulkError(f"{src} does not hold codes of bundle {bundle} (its fingerprint differs)")
+        for path in _files(src):  # every file: codes of another bundle of the same K and L0 would decode wrongly
+            theirs = json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
+            if theirs.get("fingerprint") != decoder.runtime.manifest.fingerprint:
+                raise BulkError(f"{path} does not hold codes of bundle {bundle} (its fingerprint differs)")
         check_columns(first.columns, [CODE_COLUMN], keep, str(src), "a code file's")
         fmt = decoder.fmt
     # Blocks of about one batch, so that every actor has work: Ray's Parquet reader would read a small data

@@ -107,7 +107,7 @@ class Batcher:
                 return []
             await self._wait(None)
         deadline = self._items[0].arrived + self.max_delay_s
-        while self._queued < self.max_vectors and (left := deadline - anyio.current_time()) > 0:
+        while not self._closed and self._queued < self.max_vectors and (left := deadline - anyio.current_time()) > 0:
             await self._wait(left)
         batch: list[_Item] = []
         total = 0

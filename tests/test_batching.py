@@ -156,7 +156,7 @@ def test_a_failing_run_fails_its_requests_and_the_batcher_serves_on(tmp_path: Pa
 
 
 def test_a_retired_runtime_answers_what_its_batcher_holds_and_a_late_request_runs_alone(tmp_path: Path) -> None:
-    s, capacity, _ = scheduler(tmp_path, batch_max_delay_ms=300)
+    s, capacity, _ = scheduler(tmp_path, batch_max_delay_ms=1000)
     old, new = FakeRuntime(), FakeRuntime()  # one model's name and fingerprint: a reload of the same graphs
     queued = [rows(1, 0), rows(1, 10), rows(1, 20)]
 
@@ -168,8 +168,18 @@ def test_a_retired_runtime_answers_what_its_batcher_holds_and_a_late_request_run
             after = await gather_in(s, [encode(s, new, rows(1, 40)), encode(s, new, rows(1, 50))])
         return [late, *after]
 
-    out = gather(s, [*(encode(s, old, x) for x in queued), swap_then_more])
-    assert old.runs == [1, 3]  # the late one alone, at once; the queued three still coalesced, after the delay
+    started, answered = time.monotonic(), []
+
+    def timed(x: np.ndarray) -> Callable[[], Awaitable[Any]]:
+        async def call() -> Any:
+            result = await encode(s, old, x)()
+            answered.append(time.monotonic() - started)
+            return result
+        return call
+
+    out = gather(s, [*(timed(x) for x in queued), swap_then_more])
+    assert sorted(old.runs) == [1, 3]  # the queued three coalesced, the late one alone
+    assert max(answered) < 0.9, answered  # a retired batcher does not wait out its 1 s delay for company
     assert new.runs == [2]  # new's own batcher
     for x, (_, doubled) in zip(queued, out[:3], strict=True):
         assert np.array_equal(doubled, x * 2)

@@ -4,6 +4,7 @@ and decode them into the same reconstructions as `sdlgm decode`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
 
-from bundle.bulk import BulkError, decode_file, encode_file
+from bundle.bulk import META_KEY, BulkError, decode_file, encode_file
 from training import datasets
 
 ray = pytest.importorskip("ray")
@@ -69,3 +70,20 @@ def test_the_ray_job_refuses_a_data_set_without_the_bundles_features(cluster: No
                                                                      tmp_path: Path) -> None:
     with pytest.raises(BulkError, match=r"1 not of the bundle \(id\)"):
         bulk_ray.run_job("encode", BUNDLE, dataset, tmp_path / "codes", workers=1)
+
+
+def test_the_ray_job_refuses_a_folder_mixing_bundles_and_an_output_folder_in_use(cluster: None, dataset: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Every file's fingerprint is checked, not the first one's: codes of another bundle of the same K and L0
+    would decode into wrong reconstructions without an error. And the report counts only this run's files."""
+    codes = tmp_path / "codes"
+    codes.mkdir()
+    encode_file(BUNDLE, dataset / "part-0.parquet", codes / "a.parquet", "v1", ["id"], progress=False)
+    table = pq.read_table(codes / "a.parquet")
+    meta = json.loads(table.schema.metadata[META_KEY])
+    other = table.replace_schema_metadata({META_KEY: json.dumps({**meta, "fingerprint": "0" * 64}).encode()})
+    pq.write_table(other, codes / "b.parquet")
+    with pytest.raises(BulkError, match=r"b\.parquet does not hold codes of bundle .* \(its fingerprint differs\)"):
+        bulk_ray.run_job("decode", BUNDLE, codes, tmp_path / "rec", workers=1, keep=["id"])
+    with pytest.raises(BulkError, match=r"codes already holds Parquet files; give an empty or new folder"):
+        bulk_ray.run_job("encode", BUNDLE, dataset, codes, workers=1, keep=["id"])
