@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bundle.manifest import MANIFEST_FILE, BundleError, inside, load_manifest
 from bundle.runtime import ModelRuntime, RunObserver, choose_providers, load_runtime
@@ -28,8 +29,13 @@ log = logging.getLogger("sdlgm.service")
 PATH = re.compile(r"(?<![\w:/.~-])(?:~|\.{1,2})?(?:/[^\s/'\"(),;:]+)+/?")  # an absolute or ./ path in a message
 
 
-def without_paths(message: str) -> str:
-    """The message with each file path cut to its last part: "/app/models/x/manifest.json" -> "manifest.json"."""
+def without_paths(message: str, models_dir: Path | None = None) -> str:
+    """The message as an open endpoint may show it: the models directory (as configured and resolved, spaces
+    and relative paths included) named SDLGM_MODELS_DIR, then each other file path cut to its last part:
+    "/app/models/x/manifest.json" -> "SDLGM_MODELS_DIR/x/manifest.json", "/etc/passwd" -> "passwd"."""
+    if models_dir is not None:
+        for shown in sorted({str(models_dir.resolve()), str(models_dir)}, key=len, reverse=True):
+            message = message.replace(shown, "SDLGM_MODELS_DIR")
     return PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "/", message)
 
 
@@ -120,7 +126,7 @@ def load_registry(settings: Settings, observe: RunObserver, served: ModelRegistr
             runtime = load_runtime(name, bundle_dir, providers, threads, strict, observe, root)
         except Exception as exc:  # anything a bundle can raise (RecursionError, OSError, onnxruntime's) refuses it
             why = describe(exc)
-            registry.refused[name] = without_paths(why)
+            registry.refused[name] = without_paths(why, root)
             if old is None:
                 log.error("refused bundle %r from %s: %s", name, bundle_dir, why)
             else:

@@ -156,16 +156,16 @@ def test_metrics_close_with_auth_metrics(models_dir: Path, token_files: tuple[Pa
 
 
 def test_readyz_names_no_file_path(models_dir: Path, token_files: tuple[Path, Path], tmp_path: Path) -> None:
-    bundles = tmp_path / "models"
+    bundles = tmp_path / "John Smith" / "models"  # a space: no regular expression of paths alone would cut it
     shutil.copytree(models_dir / "kpi5g", bundles / "kpi5g")
     shutil.copytree(models_dir / "kpi5g", bundles / "broken")
     (bundles / "broken" / "manifest.json").write_text("{")
     with open_app(settings_of(models_dir=bundles, models="kpi5g,broken,ghost", token_file=token_files[0])) as c:
         r = c.get("/readyz")
         assert r.status_code == 503
-        assert str(tmp_path) not in r.text and str(models_dir) not in r.text
+        assert str(tmp_path) not in r.text and str(models_dir) not in r.text and "Smith" not in r.text
         assert r.json()["refused"]["ghost"] == "no bundle directory 'ghost' in SDLGM_MODELS_DIR"
-        assert r.json()["refused"]["broken"].startswith("manifest.json: invalid manifest: ")
+        assert r.json()["refused"]["broken"].startswith("SDLGM_MODELS_DIR/broken/manifest.json: invalid manifest: ")
         assert c.get("/healthz").json().keys() == {"status", "pid"}
 
 
