@@ -436,3 +436,44 @@ def test_sighup_to_the_launcher_reloads_every_worker(
     # each worker's pass logs one line; a worker the launcher replaced meanwhile (a missed health ping on a
     # busy machine) loads the new bundle at its start instead
     assert 1 <= server.log().count("reload (SIGHUP): 1 loaded, 0 unchanged, 0 refused") <= 2
+
+
+def test_reloads_asked_during_a_pass_wait_for_the_next_one_and_share_it(models: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload asked while a pass runs is answered by a pass begun after it (the running one may have
+    read the directory before the change it was asked for), and every request asked meanwhile shares it."""
+    import service.reload as reload_module
+
+    copy_default(models / "kpi5g")
+    real = reload_module.load_registry
+    passes: list[tuple[float, float]] = []  # each reload pass's start and end
+    held = threading.Event()
+
+    def observed(settings: Any, observe: Any, served: Any = None) -> Any:
+        start = time.monotonic()
+        if served is not None and not passes:
+            held.wait(30)  # the first reload's pass is held until the later requests are in
+        elif served is not None:
+            time.sleep(0.5)  # the next pass lasts longer than an answer takes to come back
+        loading = real(settings, observe, served)
+        if served is not None:
+            passes.append((start, time.monotonic()))
+        return loading
+
+    monkeypatch.setattr(reload_module, "load_registry", observed)
+
+    def answered(client: Any) -> float:
+        reload(client)
+        return time.monotonic()
+
+    with app_over(models) as c, ThreadPoolExecutor(3) as pool:
+        first = pool.submit(answered, c)
+        time.sleep(0.3)  # the first pass is running, held
+        later = [pool.submit(answered, c) for _ in range(2)]
+        time.sleep(0.3)
+        assert not first.done() and not any(f.done() for f in later)
+        held.set()
+        first_done, later_done = first.result(60), [f.result(60) for f in later]
+    assert len(passes) == 2, passes  # the first reload's pass, then one for both later requests
+    assert first_done >= passes[0][1]
+    assert all(done >= passes[1][1] for done in later_done), (later_done, passes)
