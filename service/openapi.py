@@ -104,14 +104,18 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
     """Make app.openapi() answer FastAPI's schema with the settings' parts written in."""
     build = app.openapi
 
+    built_for: list[object] = [None]  # the registry whose models the cached schema's examples name
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        registry = getattr(app.state, "registry", None)
+        if app.openapi_schema is None or built_for[0] is not registry:  # a reload swapped the registry in
+            app.openapi_schema = None  # FastAPI's own openapi() returns its cache when set: build anew
             schema = build()
             _secure(schema, settings)
             _limits(schema, settings)
             _v2_body(schema)
-            _examples(schema, getattr(app.state, "registry", None))
-            app.openapi_schema = schema
+            _examples(schema, registry)
+            app.openapi_schema, built_for[0] = schema, registry
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema

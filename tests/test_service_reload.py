@@ -477,3 +477,19 @@ def test_reloads_asked_during_a_pass_wait_for_the_next_one_and_share_it(models: 
     assert len(passes) == 2, passes  # the first reload's pass, then one for both later requests
     assert first_done >= passes[0][1]
     assert all(done >= passes[1][1] for done in later_done), (later_done, passes)
+
+
+def test_the_api_schema_names_the_models_served_after_a_reload(models: Path) -> None:
+    """/openapi.json's model examples follow the registry: its cache is built again after a swap."""
+    copy_default(models / "kpi5g")
+
+    def examples(client: Any) -> set[str]:
+        schema = client.get("/openapi.json").json()
+        [model] = [p for p in schema["paths"]["/encode"]["post"]["parameters"] if p["name"] == "model"]
+        return set(model["examples"])
+
+    with app_over(models) as c:
+        assert examples(c) == {"kpi5g"}
+        copy_default(models / "second")
+        assert list(reload(c)["loaded"]) == ["second"]
+        assert examples(c) == {"kpi5g", "second"}
