@@ -18,11 +18,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+GROUP_TIMEOUT = timedelta(hours=2)
 
 Device = str  # "cpu" or "cuda"
 
@@ -54,7 +57,9 @@ class World:
         if size == 1:
             return cls(device=where)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device == "cuda" else "gloo")
+            # Rank 0 evaluates alone while the others wait in the next all-reduce: an evaluation of the
+            # full validation split can outlast the default 10 minutes of NCCL (30 of gloo).
+            dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=GROUP_TIMEOUT)
         return cls(dist.get_rank(), dist.get_world_size(), local, where)
 
     def close(self) -> None:
