@@ -5,7 +5,8 @@
 Starts the service on a free loopback port over one bundle (default models/kpi5g, with the compose
 deployment's thread settings), then runs for --seconds: --clients connections, each sending `/encode`
 with a JSON batch of --vectors vectors back to back on its keep-alive connection (reconnecting when the
-service closes it; after a 503 waiting its Retry-After, unless --no-backoff), a liveness probe that opens a fresh connection for `GET /healthz` every PROBE_S, and a
+service closes it; after a 503 waiting its Retry-After, unless --no-backoff), a liveness probe in a process of its own (as the kubelet is) that opens a fresh connection for `GET /healthz`
+every PROBE_S, and a
 sampler of the service's resident memory (VmRSS from /proc, and its peak VmHWM). Prints and writes: the
 answers by status, transport errors, /healthz latency (p50, p99, max), RSS before, peak and after, and
 whether the service is healthy after (a /healthz and one small /encode), and the machine's load average
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -102,22 +104,30 @@ async def client(host: str, port: int, raw: bytes, stop_at: float, tally: Tally,
             writer.close()
 
 
-async def probe(host: str, port: int, stop_at: float, tally: Tally) -> None:
-    """GET /healthz on a fresh connection every PROBE_S, as a liveness probe does; its latency."""
+def probe(host: str, port: int, seconds: float, out: Any) -> None:
+    """GET /healthz on a fresh connection every PROBE_S for `seconds`, as a liveness probe does, in a process
+    of its own (as the kubelet is), so that the clients' event loop does not add its lag to the figure;
+    puts (latencies in s, failures) on `out`."""
     raw = b"GET /healthz HTTP/1.1\r\nhost: sdlgm\r\nconnection: close\r\n\r\n"
+    latencies: list[float] = []
+    failed = 0
+    stop_at = time.monotonic() + seconds
     while time.monotonic() < stop_at:
         started = time.perf_counter()
         try:
-            reader, writer = await asyncio.open_connection(host, port)
-            status, _ = await asyncio.wait_for(exchange(reader, writer, raw), READ_TIMEOUT_S)
-            writer.close()
-            if status != 200:
-                tally.healthz_failed += 1
+            with socket.create_connection((host, port), timeout=READ_TIMEOUT_S) as conn:
+                conn.sendall(raw)
+                answer = b""
+                while chunk := conn.recv(65536):
+                    answer += chunk
+            if answer.startswith(b"HTTP/1.1 200"):
+                latencies.append(time.perf_counter() - started)
             else:
-                tally.healthz_s.append(time.perf_counter() - started)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            tally.healthz_failed += 1
-        await asyncio.sleep(PROBE_S)
+                failed += 1
+        except OSError:
+            failed += 1
+        time.sleep(PROBE_S)
+    out.put((latencies, failed))
 
 
 def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
@@ -155,12 +165,17 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
 
     async def main() -> None:
         stop_at = time.monotonic() + seconds
-        await asyncio.gather(probe(host, port, stop_at, tally),
-                             *(client(host, port, raw, stop_at, tally, backoff) for _ in range(clients)))
+        await asyncio.gather(*(client(host, port, raw, stop_at, tally, backoff) for _ in range(clients)))
 
+    spawn = multiprocessing.get_context("spawn")
+    probes: Any = spawn.Queue()
+    prober = spawn.Process(target=probe, args=(host, port, seconds, probes), daemon=True)
+    prober.start()
     started = time.perf_counter()
     asyncio.run(main())
     took = time.perf_counter() - started
+    tally.healthz_s, tally.healthz_failed = probes.get(timeout=READ_TIMEOUT_S + 10)
+    prober.join(timeout=10)
     sampler.stop.set()
     sampler.join()
     answered = sum(tally.statuses.values())
