@@ -259,7 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     and get("127.0.0.1", port, "/encode", small)[0] == 200)
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # not drained in time: no service left behind
+            proc.kill()
+            proc.wait()
     figures = {"model": args.model, "vectors_per_request": args.vectors, "settings": settings,
                "cpus": os.cpu_count(), **figures}
     ok = figures["statuses"].get("200", 0) * args.vectors

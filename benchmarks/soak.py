@@ -42,6 +42,16 @@ GOAL_RSS_GROWTH = 0.05
 JSON = "application/json"
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the service drains), then SIGKILL when it has not exited within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def build_models(root: Path) -> Path:
     """A models directory with a copy of the committed kpi5g and an emotions bundle trained for 60 steps."""
     from training.cli import main
@@ -49,9 +59,11 @@ def build_models(root: Path) -> Path:
     models = root / "models"
     shutil.copytree(REPO / "models" / "kpi5g", models / "kpi5g")
     run = root / "runs" / "emotions"
-    assert main(["train", "--config", str(REPO / "configs" / "emotions-dis.yaml"), "--out", str(run),
-                 "--set", "train.iterations=60", "--set", "train.eval_every=60", "--no-progress"]) == 0
-    assert main(["export", "--run", str(run), "--out", str(models / "emotions"), "--name", "emotions"]) == 0
+    for args in (["train", "--config", str(REPO / "configs" / "emotions-dis.yaml"), "--out", str(run), "--set",
+                  "train.iterations=60", "--set", "train.eval_every=60", "--no-progress"],
+                 ["export", "--run", str(run), "--out", str(models / "emotions"), "--name", "emotions"]):
+        if main(args) != 0:  # not an assert: python -O would skip it
+            raise RuntimeError(f"sdlgm {args[0]} of the emotions bundle failed")
     return models
 
 
@@ -134,8 +146,7 @@ def soak(models: Path, requests: int, connections: int, warmup_s: float) -> dict
             rss_after = rss_mb(proc.pid)
         healthy = get("127.0.0.1", port, "/healthz")[0] == 200 and get("127.0.0.1", port, "/readyz")[0] == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
     lat = first["latency_us"]
     growth = (rss_after - rss_before) / rss_before
     statuses: Counter[str] = Counter()
