@@ -33,7 +33,9 @@ from pydantic import TypeAdapter, ValidationError
 from referencing import Registry, Resource
 
 K8S = REPO / "deploy" / "k8s"
-KUSTOMIZATIONS = {"base": K8S / "base", "edge": K8S / "overlays" / "edge", "kserve": K8S / "kserve"}
+KUSTOMIZATIONS = {"base": K8S / "base", "edge": K8S / "overlays" / "edge", "secure": K8S / "overlays" / "secure",
+                  "kserve": K8S / "kserve"}
+FILE_SETTINGS = ("SDLGM_TOKEN_FILE", "SDLGM_ADMIN_TOKEN_FILE", "SDLGM_TLS_CERTFILE", "SDLGM_TLS_KEYFILE")
 # The oldest and newest Kubernetes the manifests are checked against (kubernetes-validate==1.37.0 ships both).
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 CUSTOM_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.yaml",
@@ -178,8 +180,15 @@ def probe_problems(objs: list[Obj]) -> list[str]:
             for number in ports.values():
                 if str(number) != env.get("SDLGM_PORT"):
                     problems.append(f"{what}: containerPort {number} is not SDLGM_PORT={env.get('SDLGM_PORT')}")
+            speaks = "HTTPS" if env.get("SDLGM_TLS_CERTFILE") else "HTTP"
+            mounts = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", [])]
+            for name in FILE_SETTINGS:
+                if env.get(name) and not any(env[name].startswith(m) for m in mounts):
+                    problems.append(f"{what}: {name}={env[name]} is under no volume mount of container {c['name']}")
             for kind, probe in probes(c):
                 get = probe["httpGet"]
+                if get.get("scheme", "HTTP") != speaks:
+                    problems.append(f"{what}: {kind} asks over {get.get('scheme', 'HTTP')}, the service speaks {speaks}")
                 if not is_get_route(get["path"]):
                     problems.append(f"{what}: {kind} path {get['path']} is not a GET route of the service")
                 port = get["port"]
@@ -199,8 +208,13 @@ def service_problems(objs: list[Obj]) -> list[str]:
             service_ports.add(p["name"])
             if p["targetPort"] not in container_ports:
                 problems.append(f"Service {svc['metadata']['name']}: targetPort {p['targetPort']!r} names no container port")
+    speaks = {"https" if container_env(c, objs).get("SDLGM_TLS_CERTFILE") else "http"
+              for d in of_kind(objs, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]}
     for sm in of_kind(objs, "ServiceMonitor"):
         for ep in sm["spec"]["endpoints"]:
+            if {ep.get("scheme", "http").lower()} != speaks:
+                problems.append(f"ServiceMonitor: scrapes over {ep.get('scheme', 'http')}, the service speaks "
+                                f"{', '.join(sorted(speaks))}")
             if ep["port"] not in service_ports:
                 problems.append(f"ServiceMonitor: port {ep['port']!r} names no Service port")
             if not is_get_route(ep.get("path", "/metrics")):
@@ -331,7 +345,7 @@ def test_every_kustomization_renders_the_objects_it_owns(rendered: dict[str, lis
     kinds = {name: sorted(o["kind"] for o in objs) for name, objs in rendered.items()}
     base = sorted(["ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler",
                    "ServiceMonitor"])
-    assert kinds == {"base": base, "edge": sorted([*base, "Namespace"]),
+    assert kinds == {"base": base, "edge": sorted([*base, "Namespace"]), "secure": base,
                      "kserve": ["InferenceService", "ServingRuntime"]}
     edge = rendered["edge"]
     assert {o["metadata"].get("namespace") for o in edge if o["kind"] != "Namespace"} == {"sdlgm-edge"}
@@ -383,6 +397,17 @@ def test_the_checks_catch_a_wrong_probe_path_port_or_setting(rendered: dict[str,
     problems = settings_problems(base)
     assert len(problems) == 2 and "SDLGM_REQUEST_TIMEOUT is not a setting" in problems[0] + problems[1]
     assert any("SDLGM_PROVIDER='tpu' is refused" in p for p in problems)
+
+    secure = copy.deepcopy(rendered["secure"])
+    container = one(secure, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container["startupProbe"]["httpGet"]["scheme"] = "HTTP"
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "tls"]
+    one(secure, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] = "http"
+    assert sorted(probe_problems(secure)) == [
+        "Deployment/sdlgm: SDLGM_TLS_CERTFILE=/run/secrets/sdlgm-tls/tls.crt is under no volume mount of container sdlgm",
+        "Deployment/sdlgm: SDLGM_TLS_KEYFILE=/run/secrets/sdlgm-tls/tls.key is under no volume mount of container sdlgm",
+        "Deployment/sdlgm: startupProbe asks over HTTP, the service speaks HTTPS"]
+    assert service_problems(secure) == ["ServiceMonitor: scrapes over http, the service speaks https"]
 
     kserve = copy.deepcopy(rendered["kserve"])
     runtime = one(kserve, "ServingRuntime")["spec"]["containers"][0]
@@ -496,3 +521,39 @@ def answers_200(http: httpx.Client, path: str, timeout_s: float = 30.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_the_secure_overlay_serves_https_with_tokens_from_its_mounts(
+        rendered: dict[str, list[Obj]], serve: Callable[..., AbstractContextManager[Server]], tmp_path: Path) -> None:
+    """`python -m service` with the secure overlay's settings, its Secret mounts stood in for by folders of
+    the same files (tokens, admin-tokens, tls.crt, tls.key; the certificate made here by openssl): every
+    probe answers 200 over HTTPS without a token, inference needs one, /metrics stays open."""
+    secure = rendered["secure"]
+    container = one(secure, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["mountPath"]: tmp_path / m["name"] for m in container["volumeMounts"] if m["name"] != "tmp"}
+    for folder in mounts.values():
+        folder.mkdir()
+    token, admin = "inference-token-" + "1" * 24, "admin-token-" + "2" * 24
+    (mounts["/run/secrets/sdlgm"] / "tokens").write_text(token + "\n")
+    (mounts["/run/secrets/sdlgm"] / "admin-tokens").write_text(admin + "\n")
+    tls = mounts["/run/secrets/sdlgm-tls"]
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt"), "-days", "1", "-subj", "/CN=sdlgm",
+                    "-addext", "subjectAltName=DNS:sdlgm,IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    env = {k: v for k, v in container_env(container, secure).items() if k not in ("SDLGM_HOST", "SDLGM_PORT")}
+    for name in FILE_SETTINGS:
+        mount, _, file = env[name].rpartition("/")
+        env[name] = str(mounts[mount] / file)
+    env["SDLGM_MODELS_DIR"] = str(REPO / "models")
+    with serve(env) as server, httpx.Client(base_url=server.url, timeout=10, verify=str(tls / "tls.crt")) as http:
+        assert server.url.startswith("https://")
+        for kind, probe in probes(container):
+            assert probe["httpGet"]["scheme"] == "HTTPS"
+            assert answers_200(http, probe["httpGet"]["path"]), f"{kind}: not 200\n{server.log()}"
+        window = {"vector": [0.0] * 80}
+        assert http.post("/encode", json=window).status_code == 401
+        assert http.post("/encode", json=window, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert http.post("/admin/reload", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+        assert http.post("/admin/reload", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+        assert "sdlgm_in_flight_requests" in http.get("/metrics").text
+        assert token not in server.log() and admin not in server.log()
