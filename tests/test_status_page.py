@@ -192,3 +192,34 @@ def test_the_page_and_its_assets_are_served_and_an_unknown_asset_is_a_404(page_s
         missing = client.get("/static/app.js")
         assert (missing.status_code, missing.json()) == (404, {
             "error": "no static file 'app.js'; there are status.css, status.js", "kind": "not_found"})
+
+
+def test_with_protected_metrics_the_page_asks_for_a_token_and_then_shows_the_status(
+        serve: Callable[..., AbstractContextManager[Server]], browser: WebDriver, tmp_path: Path) -> None:
+    """SDLGM_AUTH_METRICS: /v1/status needs a token; the page (open) asks for one on the 401, refuses a wrong
+    one visibly, and with the right one renders the status, the token never in the page's URL."""
+    from selenium.webdriver.common.by import By
+
+    token = "status-page-token-" + "7" * 20
+    tokens = tmp_path / "tokens"
+    tokens.write_text(token + "\n")
+    env = {"SDLGM_MODELS_DIR": str(REPO / "models"), "SDLGM_PROVIDER": "cpu", "SDLGM_TOKEN_FILE": str(tokens),
+           "SDLGM_AUTH_METRICS": "true"}
+    with serve(env) as server:
+        browser.get(f"{server.url}/?refresh={REFRESH_MS}")
+        form = browser.find_element(By.ID, "token-form")
+        wait_for("the token form", form.is_displayed)
+        problem = browser.find_element(By.ID, "problem")
+        assert problem.text == "status unavailable: a token is needed"
+        for given, shown in (("wrong-token-of-the-test-0000", "status unavailable: the token was refused"),
+                             (token, None)):
+            field = browser.find_element(By.ID, "token")
+            field.clear()
+            field.send_keys(given)
+            form.submit()
+            if shown is not None:
+                wait_for("the refusal", lambda: form.is_displayed() and problem.text == shown)  # noqa: B023
+        wait_for("the status", lambda: snapshot(browser)["ready"] == "ready" and not problem.is_displayed())
+        assert snapshot(browser)["figures"]["requests"][1] is not None
+        assert token not in browser.current_url
+        assert token not in server.log()

@@ -97,10 +97,29 @@ function render(status) {
   document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
 }
 
+// With SDLGM_AUTH_METRICS the status needs a token: the page asks for one on a 401 and keeps it in this
+// tab's sessionStorage (never in the URL, which logs and history keep).
+const TOKEN_KEY = "sdlgm-token";
+const tokenForm = document.getElementById("token-form");
+tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  window.sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
+  tokenForm.hidden = true;
+});
+
+function statusHeaders() {
+  const token = window.sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 async function refresh() {
   const problem = document.getElementById("problem");
   try {
-    const answer = await fetch("/v1/status", { cache: "no-store" });
+    const answer = await fetch("/v1/status", { cache: "no-store", headers: statusHeaders() });
+    if (answer.status === 401) {
+      tokenForm.hidden = false;
+      throw new Error(window.sessionStorage.getItem(TOKEN_KEY) ? "the token was refused" : "a token is needed");
+    }
     if (!answer.ok) throw new Error(`/v1/status answered ${answer.status}`);
     const status = await answer.json();
     render(status);
