@@ -60,10 +60,18 @@ def post(path: str, body: bytes) -> bytes:
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[int, dict[str, str]]:
-    """Send one request, read its answer; (status, headers)."""
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes,
+                   tally: Tally | None = None) -> tuple[int, dict[str, str]]:
+    """Send one request, read its answer; (status, headers). As curl does, a send cut short by the service
+    (it answered before reading the whole body: a shed request's 503) still reads the answer that came, and
+    counts the cut in tally.cut_sends; with no answer there, the send's error is raised."""
     writer.write(raw)
-    await writer.drain()
+    try:
+        await writer.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        if tally is None:
+            raise
+        tally.cut_sends += 1
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -78,6 +86,7 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     healthz_s: list[float] = field(default_factory=list)
     healthz_failed: int = 0
+    cut_sends: int = 0  # sends the service cut short by answering first, whose answer was read
 
 
 async def client(host: str, port: int, raw: bytes, stop_at: float, tally: Tally, backoff: bool) -> None:
@@ -92,7 +101,7 @@ async def client(host: str, port: int, raw: bytes, stop_at: float, tally: Tally,
             continue
         try:
             while time.monotonic() < stop_at:
-                status, headers = await asyncio.wait_for(exchange(reader, writer, raw), READ_TIMEOUT_S)
+                status, headers = await asyncio.wait_for(exchange(reader, writer, raw, tally), READ_TIMEOUT_S)
                 tally.statuses[status] += 1
                 if backoff and status == 503:
                     await asyncio.sleep(float(headers.get("retry-after", "0")))
@@ -183,6 +192,7 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
         "clients": clients, "backoff": backoff, "body_bytes": len(body), "seconds": round(took, 1),
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "transport_errors": dict(tally.errors), "answers_per_s": round(answered / took, 1),
+        "sends_cut_short_answer_read": tally.cut_sends,
         "healthz": {"probes": len(tally.healthz_s) + tally.healthz_failed, "failed": tally.healthz_failed,
                     "p50_ms": round(1000 * percentile(tally.healthz_s, 50), 1),
                     "p99_ms": round(1000 * percentile(tally.healthz_s, 99), 1),
