@@ -10,11 +10,16 @@ Protocol (after Martins & Astudillo 2016, see ../shared/REFERENCES.md):
   cross-validation on the training part only, maximizing the mean of micro F1 and macro F1 (per-label
   mean; OBJECTIVES has the criteria that pick one model per column instead); for a fixed train/test pair
   the CV runs once (seed 0) and serves the 5 reruns;
+* options of the protocol (`methods`), each recorded in the rows' "protocol": grid "wide" (stronger
+  weight decay; SDLGM-Con's weight decay and slot temperature tau), ensemble R (each SDLGM fit averages R
+  seeds' P(k in code), in the CV as well) and rules "per-label" (the CV picks one threshold per label for
+  the methods that threshold p_k, by coordinate ascent on the out-of-fold scores: `per_label_rule`);
 * every method reports micro F1 and both macro F1s: the per-label mean (scikit-learn's average="macro")
   and the harmonic mean of macro precision and macro recall (the sparsemax paper's).
 
 Methods: SDLGM-Dis (model.dis: exact likelihood, no relaxation, so no temperature), SDLGM-Gen (model.gen),
-SDLGM-Con (model.con: labels plus 16 unobserved slots, L0z = 4, straight-through at tau = 1),
+SDLGM-Con (model.con: labels plus 16 unobserved slots, L0z = 4, straight-through at tau = 1, or tau in
+{1, 3} with grid "wide"),
 one-vs-rest logistic regression (scikit-learn), and linear models with the softmax and sparsemax losses on
 the targets y / |y|. Prediction rules: logistic and SDLGM p_k >= t with t in {0.05, ..., 0.5}; softmax
 p_k > t / K; sparsemax the support of sparsemax(t s).
@@ -80,21 +85,26 @@ def sparsemax_loss(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 Supervised = SDLGMDis | SDLGMGen | SDLGMCon
+Rule = float | list[float]  # one rule value for every label, or (per_label) one threshold per label
 Trainer = Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Supervised]
 
 
 @dataclass
 class Method:
     """A method: a training grid, a rule grid, fit(X, Y, hp, seed) -> scores function, and predict. An
-    SDLGM variant also has `train`, the fit's model itself, which a bundle can be exported from."""
+    SDLGM variant also has `train`, the fit's model itself, which a bundle can be exported from. With
+    per_label (a per-label threshold rule only) the CV picks one threshold of `rules` per label. `protocol`
+    names the options it was built with (grid, ensemble, rules), recorded in its rows."""
 
     name: str
     grid: Callable[[np.ndarray], list[dict[str, Any]]]  # hyperparameter sets, given the training labels
     rules: list[float]
     fit: Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]
-    predict: Callable[[np.ndarray, float], np.ndarray]  # (scores (N, K), rule value) -> bool (N, K)
+    predict: Callable[[np.ndarray, Rule], np.ndarray]  # (scores (N, K), rule value) -> bool (N, K)
     deterministic: bool = False  # reruns give the same numbers (no seed in the fit)
     train: Trainer | None = None
+    per_label: bool = False
+    protocol: dict[str, Any] = field(default_factory=dict)
 
 
 def _torch(x: np.ndarray) -> torch.Tensor:
@@ -143,8 +153,8 @@ def train_gen(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SD
 
 def train_con(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> SDLGMCon:
     """SDLGM-Con on standardized X and labels Y: AdamW on the loss of model.con (one z sample per row)."""
-    return _train(con.FAMILY, X, Y, hp, seed, L0=hp["L0"], Kz=hp["Kz"], L0z=hp["L0z"], encoder=(hp["hidden"],),
-                  decoder=(hp["hidden"],), alpha=hp["alpha"])
+    return _train(con.FAMILY, X, Y, hp, seed, L0=hp["L0"], Kz=hp["Kz"], L0z=hp["L0z"], encoder=_hidden(hp),
+                  decoder=_hidden(hp), alpha=hp["alpha"], tau=hp.get("tau", 1.0))
 
 
 def label_scores(model: Supervised, X: np.ndarray) -> np.ndarray:
@@ -152,16 +162,23 @@ def label_scores(model: Supervised, X: np.ndarray) -> np.ndarray:
     return model.label_probability(_torch(X)).numpy()
 
 
+def ensemble_seeds(seed: int, members: int) -> list[int]:
+    """The seeds of an ensemble's members for rerun `seed`: the rerun's own seed for one member, else
+    seed * members + i, so that no two reruns share a member."""
+    return [seed] if members == 1 else [seed * members + i for i in range(members)]
+
+
 def _fit(train: Trainer) -> Callable[[np.ndarray, np.ndarray, dict[str, Any], int], Callable[[np.ndarray], np.ndarray]]:
-    """A Method's fit: train, then score test rows by P(k in code)."""
+    """A Method's fit: train hp["ensemble"] models (default 1, differing by seed only), then score test
+    rows by P(k in code), averaged over the members."""
     def fit(X: np.ndarray, Y: np.ndarray, hp: dict[str, Any], seed: int) -> Callable[[np.ndarray], np.ndarray]:
-        model = train(X, Y, hp, seed)
-        return lambda Xt: label_scores(model, Xt)
+        models = [train(X, Y, hp, s) for s in ensemble_seeds(seed, hp.get("ensemble", 1))]
+        return lambda Xt: np.mean([label_scores(m, Xt) for m in models], axis=0)
     return fit
 
 
 def export_supervised(model: Supervised, X_train_raw: np.ndarray, out_dir: Path, name: str,
-                      version: str, data: MultiLabelData, threshold: float, variant: str,
+                      version: str, data: MultiLabelData, threshold: Rule, variant: str,
                       test: MultiLabelData, hp: dict[str, Any] | None = None) -> Manifest:
     """A supervised bundle (kind "sdlgm-dis": the code is the label set) that /predict serves, through the
     one export path: the model's deployable half (SDLGM-Gen's encoder q(y | x), SDLGM-Con's q(y | x) on
@@ -172,7 +189,8 @@ def export_supervised(model: Supervised, X_train_raw: np.ndarray, out_dir: Path,
     return export_bundle(model, out_dir, name, version, data.feature_names, test.X, eval_y=test.Y,
                          training={"variant": variant, "protocol": "training/multilabel.py",
                                    "hyperparameters": hp or {}},
-                         labels=data.label_names, thresholds=[threshold] * len(data.label_names),
+                         labels=data.label_names,
+                         thresholds=list(threshold) if isinstance(threshold, list) else [threshold] * len(data.label_names),
                          probe=X_train_raw[:64].astype(np.float32))
 
 
@@ -220,50 +238,74 @@ def _softmax_loss(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return -(q * F.log_softmax(z, -1)).sum(-1)
 
 
-def predict_threshold(scores: np.ndarray, t: float) -> np.ndarray:
-    return scores >= t
+def predict_threshold(scores: np.ndarray, t: Rule) -> np.ndarray:
+    """p_k >= t, with t one threshold for every label or one per label (K,)."""
+    return scores >= np.asarray(t, dtype=scores.dtype)
 
 
-def predict_softmax(scores: np.ndarray, t: float) -> np.ndarray:
+def predict_softmax(scores: np.ndarray, t: Rule) -> np.ndarray:
     p = torch.softmax(torch.from_numpy(scores), -1).numpy()
-    return p > t / scores.shape[1]
+    return p > (np.asarray(t, dtype=np.float64) / scores.shape[1]).astype(p.dtype)
 
 
-def predict_sparsemax(scores: np.ndarray, t: float) -> np.ndarray:
-    return sparsemax(torch.from_numpy(scores) * t).numpy() > 0
+def predict_sparsemax(scores: np.ndarray, t: Rule) -> np.ndarray:
+    return sparsemax(torch.from_numpy(scores) * torch.as_tensor(np.asarray(t, dtype=scores.dtype))).numpy() > 0
 
 
-def methods(quick: bool = False) -> list[Method]:
-    """The compared methods with their grids (small grids: the run must fit in minutes on 2 cores)."""
+GRIDS = ("default", "wide")
+RULES = ("global", "per-label")
+
+
+def methods(quick: bool = False, grid: str = "default", ensemble: int = 1, rules: str = "global") -> list[Method]:
+    """The compared methods with their grids (small grids: the run must fit in minutes on 2 cores).
+
+    grid "wide" widens the SDLGM grids with what inner CV on the Emotions training part preferred: stronger
+    weight decay (3, 10) for the encoder, and for SDLGM-Con the weight decay and the slot temperature tau in
+    {1, 3}. ensemble R > 1 makes every SDLGM fit the average of R models' P(k in code) (seeds
+    ensemble_seeds), inside the CV as well. rules "per-label" lets the CV pick one threshold per label for
+    the methods thresholding p_k (the SDLGM variants and logistic regression)."""
+    if grid not in GRIDS or rules not in RULES or ensemble < 1:
+        raise ValueError(f"grid must be one of {GRIDS}, rules one of {RULES}, ensemble >= 1; got {grid!r}, "
+                         f"{rules!r}, {ensemble}")
+    wide = grid == "wide" and not quick
     ep_dis, ep_gen = (2, 2) if quick else (60, 60)
 
     # hidden 0 is a linear encoder (as the baselines are); CV picks it where the data are few (CAL500)
-    hiddens, decays = ((128,), (0.01,)) if quick else ((0, 128), (0.01, 0.3, 1.0))
+    hiddens, decays = ((128,), (0.01,)) if quick else ((0, 128), (0.3, 1.0, 3.0, 10.0) if wide else (0.01, 0.3, 1.0))
+    members = {"ensemble": ensemble} if ensemble > 1 else {}
 
     def dis_grid(Y: np.ndarray) -> list[dict[str, Any]]:
-        return [{"L0": L0, "hidden": h, "epochs": ep_dis, "weight_decay": wd}
+        return [{"L0": L0, "hidden": h, "epochs": ep_dis, "weight_decay": wd, **members}
                 for L0 in _l0_grid(Y)[: 1 if quick else 2] for h in hiddens for wd in decays]
 
     def gen_grid(Y: np.ndarray) -> list[dict[str, Any]]:
-        return [{"L0": L0, "hidden": h, "epochs": ep_gen, "weight_decay": wd, "alpha": 1.0}
+        return [{"L0": L0, "hidden": h, "epochs": ep_gen, "weight_decay": wd, "alpha": 1.0, **members}
                 for L0 in _l0_grid(Y)[: 1 if quick else 2] for h in hiddens for wd in decays]
 
     def con_grid(Y: np.ndarray) -> list[dict[str, Any]]:
-        return [{"L0": L0, "hidden": 128, "epochs": ep_gen, "weight_decay": 0.01, "alpha": 1.0, "Kz": 16, "L0z": 4}
-                for L0 in _l0_grid(Y)[:1]]
+        con_decays, taus = ((0.01, 3.0), (1.0, 3.0)) if wide else ((0.01,), (1.0,))
+        return [{"L0": L0, "hidden": 128, "epochs": ep_gen, "weight_decay": wd, "alpha": 1.0, "Kz": 16, "L0z": 4,
+                 "tau": tau, **members} for L0 in _l0_grid(Y)[:1] for wd in con_decays for tau in taus]
 
     lin_l2 = (1e-3,) if quick else (1e-3, 1e-2, 1e-1)
     iters = 20 if quick else 300
+    per_label = rules == "per-label"
+    sdlgm = {"grid": grid, "ensemble": ensemble, "rules": rules}
+    linear = {"grid": "default", "rules": "global"}
     return [
-        Method("SDLGM-Dis", dis_grid, THRESHOLDS, _fit(train_dis), predict_threshold, train=train_dis),
-        Method("SDLGM-Gen", gen_grid, THRESHOLDS, _fit(train_gen), predict_threshold, train=train_gen),
-        Method("SDLGM-Con", con_grid, THRESHOLDS, _fit(train_con), predict_threshold, train=train_con),
+        Method("SDLGM-Dis", dis_grid, THRESHOLDS, _fit(train_dis), predict_threshold, train=train_dis,
+               per_label=per_label, protocol=sdlgm),
+        Method("SDLGM-Gen", gen_grid, THRESHOLDS, _fit(train_gen), predict_threshold, train=train_gen,
+               per_label=per_label, protocol=sdlgm),
+        Method("SDLGM-Con", con_grid, THRESHOLDS, _fit(train_con), predict_threshold, train=train_con,
+               per_label=per_label, protocol=sdlgm),
         Method("logistic (one-vs-rest)", lambda Y: [{"C": c} for c in ((1.0,) if quick else (0.01, 0.1, 1.0))],
-               THRESHOLDS, fit_logistic, predict_threshold, deterministic=True),
+               THRESHOLDS, fit_logistic, predict_threshold, deterministic=True, per_label=per_label,
+               protocol={"grid": "default", "rules": rules}),
         Method("softmax", lambda Y: [{"l2": v, "iters": iters} for v in lin_l2], [0.5 * i for i in range(1, 11)],
-               _fit_linear(_softmax_loss), predict_softmax, deterministic=True),
+               _fit_linear(_softmax_loss), predict_softmax, deterministic=True, protocol=linear),
         Method("sparsemax", lambda Y: [{"l2": v, "iters": iters} for v in lin_l2], [1.0, 2.0, 3.0, 4.0, 5.0],
-               _fit_linear(sparsemax_loss), predict_sparsemax, deterministic=True),
+               _fit_linear(sparsemax_loss), predict_sparsemax, deterministic=True, protocol=linear),
     ]
 
 
@@ -311,22 +353,58 @@ OBJECTIVES: dict[str, Callable[[dict[str, float]], float]] = {
 }
 
 
+def per_label_rule(Y: np.ndarray, scores: np.ndarray, folds: Sequence[np.ndarray], rules: Sequence[float],
+                   score: Callable[[dict[str, float]], float], start: float,
+                   sweeps: int = 2) -> tuple[list[float], float]:
+    """One threshold of `rules` per label and its mean score over the folds, by coordinate ascent from `start` for every label: each sweep
+    sets each label's threshold in turn to the value maximizing the mean of `score` over the folds (row
+    indices into Y and the out-of-fold scores (N, K)); ties keep the current value. `start` itself comes
+    from the same folds, so the result is never worse there than one threshold for every label."""
+    t = np.full(Y.shape[1], start)
+
+    def value(t: np.ndarray) -> float:
+        return float(np.mean([score(f1_scores(Y[b], scores[b] >= t)) for b in folds]))
+
+    best = value(t)
+    for _ in range(sweeps):
+        for k in range(len(t)):
+            for r in rules:
+                trial = t.copy()
+                trial[k] = r
+                v = value(trial)
+                if v > best:
+                    best, t = v, trial
+    return [float(v) for v in t], best
+
+
 def select(method: Method, X: np.ndarray, Y: np.ndarray, folds: int = 5, seed: int = 0,
-           objectives: Sequence[str] = ("mean",)) -> dict[str, tuple[dict[str, Any], float]]:
+           objectives: Sequence[str] = ("mean",)) -> dict[str, tuple[dict[str, Any], Rule]]:
     """Per CV criterion, the (training hyperparameters, rule value) with the best mean over the folds of
-    (X, Y); every criterion reads the same fits."""
+    (X, Y); every criterion reads the same fits. With method.per_label, each hyperparameter set's best
+    rule value becomes a start for one threshold per label (per_label_rule on the out-of-fold scores), and
+    the set whose per-label thresholds score best is picked."""
     grid = method.grid(Y)
     totals = {o: np.zeros((len(grid), len(method.rules))) for o in objectives}
-    for a, b in KFold(folds, shuffle=True, random_state=seed).split(X):
+    splits = [b for _, b in KFold(folds, shuffle=True, random_state=seed).split(X)]
+    oof = [np.zeros(Y.shape) for _ in grid]  # out-of-fold scores of each hyperparameter set
+    for b in splits:
+        a = np.setdiff1d(np.arange(len(X)), b)
         Xa, Xb = standardize(X[a], X[b])
         for i, hp in enumerate(grid):
             s = method.fit(Xa, Y[a], hp, seed)(Xb)
+            oof[i][b] = s
             for j, r in enumerate(method.rules):
                 f1 = f1_scores(Y[b], method.predict(s, r))
                 for o in objectives:
                     totals[o][i, j] += OBJECTIVES[o](f1)
-    picks = {}
+    picks: dict[str, tuple[dict[str, Any], Rule]] = {}
     for o, t in totals.items():
+        if method.per_label:
+            fitted = [per_label_rule(Y, oof[i], splits, method.rules, OBJECTIVES[o], method.rules[int(np.argmax(t[i]))])
+                      for i in range(len(grid))]
+            i = int(np.argmax([v for _, v in fitted]))
+            picks[o] = (grid[i], fitted[i][0])
+            continue
         best, rule = np.unravel_index(int(np.argmax(t)), t.shape)
         picks[o] = (grid[int(best)], method.rules[int(rule)])
     return picks
@@ -338,13 +416,14 @@ class Row:
     method: str
     split: str  # how the reruns split the data
     objective: str  # the CV criterion (OBJECTIVES)
+    protocol: dict[str, Any] = field(default_factory=dict)  # the method's options (grid, ensemble, rules)
     runs: list[dict[str, float]] = field(default_factory=list)
     hyperparameters: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dataset": self.dataset, "method": self.method, "split": self.split,
-                               "objective": self.objective}
+                               "objective": self.objective, "protocol": self.protocol}
         for key, name in (("micro_f1", "micro_f1"), ("macro_f1", "macro_f1"),
                           ("macro_f1_harmonic", "macro_f1_harmonic")):
             vals = np.array([r[key] for r in self.runs])
@@ -357,7 +436,7 @@ class Row:
         return out
 
 
-Exporter = Callable[[Method, Supervised, Fold, dict[str, Any], float], None]
+Exporter = Callable[[Method, Supervised, Fold, dict[str, Any], Rule], None]
 
 
 def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, reruns: int = 5,
@@ -366,14 +445,15 @@ def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, r
                 objectives: Sequence[str] = ("mean",)) -> list[dict[str, Any]]:
     """Every method on one data set under the protocol; one summary per method and CV criterion. With
     `export`, each SDLGM variant's rerun-0 model under the first criterion (the one scored for rerun 0) is
-    handed to it with its fold, hyperparameters and rule (the threshold)."""
+    handed to it with its fold, hyperparameters and rule (the threshold, or one per label); an ensemble
+    (hp["ensemble"] > 1) is not one model and is refused."""
     folds = outer_folds(train, test, reruns)
     split = "train/test files" if test is not None else f"outer {max(reruns, 2)}-fold"
     rows = []
     for method in chosen if chosen is not None else methods():
         t0 = time.perf_counter()
-        of = {o: Row(name, method.name, split, o) for o in objectives}
-        picked: dict[str, tuple[dict[str, Any], float]] | None = None
+        of = {o: Row(name, method.name, split, o, dict(method.protocol)) for o in objectives}
+        picked: dict[str, tuple[dict[str, Any], Rule]] | None = None
         for fold in folds:
             if picked is None or test is None:  # a fixed training part is tuned once; each outer fold anew
                 # Inner folds refit the standardization on their own training part.
@@ -386,6 +466,9 @@ def run_dataset(name: str, train: MultiLabelData, test: MultiLabelData | None, r
                     row.runs.append(row.runs[-1])  # the same fit again: no seed in this method
                 else:
                     if export is not None and method.train is not None and o == objectives[0] and not row.runs:
+                        if hp.get("ensemble", 1) > 1:
+                            raise ValueError(f"{method.name}: an ensemble of {hp['ensemble']} models is not one "
+                                             "bundle; export with ensemble 1")
                         model = method.train(fold.X_train, fold.Y_train, hp, fold.seed)
                         scored[key] = label_scores(model, fold.X_test)
                         export(method, model, fold, hp, rule)
