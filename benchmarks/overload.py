@@ -66,17 +66,20 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     (it answered before reading the whole body: a shed request's 503) still reads the answer that came, and
     counts the cut in tally.cut_sends; with no answer there, the send's error is raised."""
     writer.write(raw)
+    cut = False
     try:
         await writer.drain()
     except (BrokenPipeError, ConnectionResetError):
         if tally is None:
             raise
-        tally.cut_sends += 1
+        cut = True
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
     await reader.readexactly(int(headers.get("content-length", "0")))
+    if cut and tally is not None:
+        tally.cut_sends += 1
     return status, headers
 
 
