@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -117,6 +118,34 @@ def test_quick_run_writes_json_plot_and_doc(kpi_rd: ModuleType, root: Path, tmp_
     assert (tmp_path / "results" / "kpi_rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = doc.read_text()
     assert "--quick run" in text and "## The default model's point" in text and "../results/kpi_rd.png" in text
+
+
+def test_a_rerun_measures_only_the_search_points_and_chooses_among_candidates_on_validation(
+        kpi_rd: ModuleType, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs, first, second = tmp_path / "runs", tmp_path / "first", tmp_path / "second"
+    assert kpi_rd.main(["--quick", "--runs", str(runs), "--results", str(first), "--doc", str(first / "kpi.md")]) == 0
+    before = json.loads((first / "kpi_rd.json").read_text())["rows"]
+    checkpoint = runs / "search-M2" / "checkpoint.pt"
+    trained = checkpoint.stat().st_mtime_ns
+    (runs / kpi_rd.ROWS_FILE).unlink()  # the cache of rows gone; the trained points stay
+    variant = (("model.candidates", 4),)
+    monkeypatch.setattr(kpi_rd, "QUICK", replace(kpi_rd.QUICK, search_variants=((2, variant),)))
+    assert kpi_rd.main(["--quick", "--runs", str(runs), "--baselines-from", str(first / "kpi_rd.json"),
+                        "--results", str(second), "--doc", str(second / "kpi.md")]) == 0
+    after = json.loads((second / "kpi_rd.json").read_text())["rows"]
+    search = SearchBundleCodec.family
+    assert [r for r in after if r["method"] not in (search, BundleCodec.family)] == [
+        r for r in before if r["method"] not in (search, BundleCodec.family)]  # the baselines taken as they were
+    assert checkpoint.stat().st_mtime_ns == trained  # the config's own point reused, not trained again
+    (point,) = [r for r in after if r["method"] == search]
+    chosen = point["chosen_on_valid"]
+    assert set(chosen) == {"SDLGM-search M=2 (K=512), the config's recipe", "SDLGM-search M=2 (K=512), candidates 4"}
+    assert point["label"] == min(chosen, key=chosen.get) and point["nrmse_valid"] == pytest.approx(min(chosen.values()))
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"meta": {}, "rows": before[1:]}))
+    with pytest.raises(ValueError, match="not the same plan"):
+        kpi_rd.seed_cache(kpi_rd.QUICK, kpi_rd.load_data(kpi_rd.load_config(kpi_rd.CONFIG), kpi_rd.QUICK.rows),
+                          tmp_path / "other", short)
 
 
 KPIS = list(datasets.DEFAULT_KPIS)
