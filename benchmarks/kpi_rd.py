@@ -435,7 +435,7 @@ def seed_cache(plan: Plan, data: Data, runs: Path, prior: Path) -> int:
     with (runs / ROWS_FILE).open("a") as f:
         for key, row, skip in zip(keys, rows, searched, strict=True):
             if not skip and key not in done:
-                f.write(json.dumps({"key": key, "row": row}) + "\n")
+                f.write(json.dumps({"key": key, "row": {**row, "measured_by": f"an earlier run ({prior.name})"}}) + "\n")
                 taken += 1
     return taken
 
@@ -478,6 +478,9 @@ def context(plan: Plan, data: Data) -> dict[str, Any]:
         "majority_error": float(min(sp.low.mean(), 1 - sp.low.mean())),
         "persistence_error": float((current_low != sp.low).mean()),
         "iterations": plan.iterations, "search_iterations": plan.search_iterations,
+        "search_recipe": {k: v for k, v in load_config(CONFIG).model.model_dump(mode="json").items()
+                          if k in ("beam", "train_beam", "sweeps", "candidates")},
+        "search_variants": [[M, variant_name(v)] for M, v in plan.search_variants],
         "config": {"K": data.cfg.model.config(data.task.shape).K, "L0": data.cfg.model.config(data.task.shape).L0,
                    "kind": data.cfg.model.kind, "iterations": data.cfg.train.iterations},
         "quick": plan.rows is not None, "omp_rows": plan.omp_rows, "omp_iterations": plan.omp_iterations,
@@ -523,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"kpi_rd: {taken} rows taken from {args.baselines_from}", flush=True)
             measured = run(plan, data, Path(args.runs) if args.runs else Path(tmp), shard)  # type: ignore[arg-type]
             meta = {**context(plan, data), "seconds": time.perf_counter() - t0, "resumed_rows": measured.resumed,
+                    "earlier_rows": sum("measured_by" in r for r in measured.rows),
                     "fit_seconds_total": sum(r.get("fit_seconds", 0.0) for r in measured.rows)}
     finally:
         torch.set_num_threads(threads)
