@@ -227,8 +227,9 @@ def search_recipe(meta: dict[str, Any]) -> str:
         by_m: dict[int, list[str]] = {}
         for M, name in variants:
             by_m.setdefault(int(M), []).append(str(name))
-        text += ("; at " + "; ".join(f"M = {M} the config's recipe and {', '.join(v)} are trained and the one of "
-                                     "least validation NRMSE is the point" for M, v in sorted(by_m.items())))
+        text += ("; where M has variants, the config's recipe and each variant are trained and the one of least "
+                 "validation NRMSE is the point (" + "; ".join(f"M = {M}: {' / '.join(v)}"
+                                                              for M, v in sorted(by_m.items())) + ")")
     return text
 
 
