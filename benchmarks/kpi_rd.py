@@ -110,7 +110,8 @@ FULL = Plan(sdlgm=GRID, iterations=3000, search=BYTES, search_iterations=3000, l
             kmeans_bits=(8, 12), pq=tuple((M, 8) for M in BYTES), opq=BYTES, opq_iterations=10, rq=BYTES,
             rq_beams=((1, 1), (8, 8), (16, 64)), faiss_rows=20_000, fsq=BYTES, fsq_iterations=6000, log1p=True,
             search_variants=((1, (("model.candidates", 64),)), (1, (("train.iterations", 30_000),)),
-                             (2, (("model.candidates", 64), ("model.sweeps", 2))), (2, (("train.iterations", 9000),))))
+                             (2, (("model.candidates", 64), ("model.sweeps", 2))), (2, (("train.iterations", 9000),)),
+                             (2, (("train.iterations", 30_000),))))
 QUICK = Plan(sdlgm=((16, 2),), iterations=20, search=(2,), search_iterations=20, lsq=(2,), ksae=((16, 2),), omp=((16, 2),), omp_rows=300, omp_iterations=1,
              uniform_bits=(2,), pca=((4, 4),), kmeans_bits=(4,), pq=((4, 4),), opq=(2,), opq_iterations=2,
              rq=(2,), rq_beams=((1, 1), (2, 4)), faiss_rows=600, fsq=(2,), fsq_iterations=20, log1p=True, rows=600)
