@@ -50,11 +50,12 @@ from model.sdlgm import SDLGM
 from training import codecs, codecs_faiss, codecs_fsq, datasets
 from training.bundle_eval import rmse_per_kpi
 from training.codecs_sdlgm import BundleCodec, Log1pBitrates, SDLGMCodec, SDLGMLog1pCodec, SearchBundleCodec
-from training.config import RunConfig, load_config
+from training.config import RunConfig, load_config, saved_config
 from training.datasets import safe_std
 from training.export import export_trained
+from training.loop import read_checkpoint
 from training.tasks import Task, kpi_task
-from training.trainer import train
+from training.trainer import CHECKPOINT, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "kpi5g.yaml"  # the default: the data, and the search family's recipe
@@ -96,6 +97,9 @@ class Plan:
     fsq_iterations: int
     log1p: bool  # also train the SDLGM on log1p bitrates at the config's (K, L0)
     rows: int | None = None  # keep this many train / valid / test rows and pairs (quick runs)
+    # more candidates of the search family at some M, each (M, config overrides) on top of configs/kpi5g.yaml
+    # at search_iterations; the point at that M is the candidate of least validation NRMSE
+    search_variants: tuple[tuple[int, tuple[tuple[str, Any], ...]], ...] = ()
 
 
 GRID = tuple((K, L0) for K in (64, 256) for L0 in (2, 4, 8, 16))
@@ -104,7 +108,10 @@ FULL = Plan(sdlgm=GRID, iterations=3000, search=BYTES, search_iterations=3000, l
             uniform_bits=(1, 2, 3, 4, 8),
             pca=((2, 8), (4, 8), (8, 8), (16, 8), (32, 8), (4, 4), (8, 4), (16, 4), (32, 4), (64, 4)),
             kmeans_bits=(8, 12), pq=tuple((M, 8) for M in BYTES), opq=BYTES, opq_iterations=10, rq=BYTES,
-            rq_beams=((1, 1), (8, 8), (16, 64)), faiss_rows=20_000, fsq=BYTES, fsq_iterations=6000, log1p=True)
+            rq_beams=((1, 1), (8, 8), (16, 64)), faiss_rows=20_000, fsq=BYTES, fsq_iterations=6000, log1p=True,
+            search_variants=((1, (("model.candidates", 64),)), (1, (("train.iterations", 30_000),)),
+                             (2, (("model.candidates", 64), ("model.sweeps", 2))), (2, (("train.iterations", 9000),)),
+                             (2, (("train.iterations", 30_000),))))
 QUICK = Plan(sdlgm=((16, 2),), iterations=20, search=(2,), search_iterations=20, lsq=(2,), ksae=((16, 2),), omp=((16, 2),), omp_rows=300, omp_iterations=1,
              uniform_bits=(2,), pca=((4, 4),), kmeans_bits=(4,), pq=((4, 4),), opq=(2,), opq_iterations=2,
              rq=(2,), rq_beams=((1, 1), (2, 4)), faiss_rows=600, fsq=(2,), fsq_iterations=20, log1p=True, rows=600)
@@ -202,17 +209,48 @@ def train_sdlgm(data: Data, K: int, L0: int, iterations: int, runs: Path,
 # ------------------------------------------------------------------------------------ measurement
 
 
-def train_search(data: Data, M: int, iterations: int, runs: Path, rows: int | None) -> Path:
-    """configs/kpi5g.yaml with M bytes: trained (best validation state kept), exported as a bundle."""
-    over: dict[str, object] = {"model.M": M, "train.iterations": iterations,
-                               "train.eval_every": max(1, min(250, iterations // 4))}
+def search_config(M: int, iterations: int, rows: int | None, overrides: Sequence[tuple[str, Any]] = ()) -> RunConfig:
+    """configs/kpi5g.yaml with M bytes and these overrides (train.iterations among them: it replaces
+    `iterations`)."""
+    over: dict[str, object] = {"model.M": M, "train.iterations": iterations, **dict(overrides)}
+    n = int(over["train.iterations"])  # type: ignore[call-overload]
+    over["train.eval_every"] = max(1, min(250, n // 4))
     if rows is not None:  # quick runs: faiss sees what there is
         over["model.init_rows"] = rows
-    cfg = load_config(CONFIG, over)
-    run, out = runs / f"search-M{M}", runs / f"search-M{M}-bundle"
-    model, temps = train(cfg, data.task, run, progress=False)
-    export_trained(cfg, model, temps, iterations, data.task, out, name=f"search-m{M}")
-    return out
+    return load_config(CONFIG, over)
+
+
+def variant_name(overrides: Sequence[tuple[str, Any]]) -> str:
+    """A short name of a candidate's overrides ("" for the config's own recipe)."""
+    return ", ".join(f"{k.split('.')[-1]} {v}" for k, v in overrides)
+
+
+FIT = "fit.json"  # beside a search point's checkpoint: the config it was trained and exported with, and the time
+
+
+def train_search(data: Data, M: int, iterations: int, runs: Path, rows: int | None,
+                 overrides: Sequence[tuple[str, Any]] = ()) -> tuple[Path, float]:
+    """configs/kpi5g.yaml with M bytes: trained (best validation state kept), exported as a bundle; returns
+    the bundle and the seconds of training and export. A point already trained and exported with the same
+    config under `runs` is reused (with its recorded seconds); an interrupted one resumes from its checkpoint."""
+    cfg = search_config(M, iterations, rows, overrides)
+    tag = "".join(f"-{k.split('.')[-1]}{v}" for k, v in overrides)
+    run, out = runs / f"search-M{M}{tag}", runs / f"search-M{M}{tag}-bundle"
+    dumped = cfg.model_dump(mode="json", exclude={"name", "version"})  # a new version of the default: same point
+    fit = run / FIT
+    if fit.exists() and (out / "manifest.json").exists():
+        done = json.loads(fit.read_text())
+        if {k: v for k, v in done["config"].items() if k not in ("name", "version")} == dumped:
+            return out, float(done["seconds"])
+    ck = run / CHECKPOINT
+    again = ck.exists() and saved_config(read_checkpoint(ck)["run_config"]) == cfg
+    before = float(read_checkpoint(ck).get("seconds", 0.0)) if again else 0.0  # the steps' time before a resume
+    t0 = time.perf_counter()
+    model, temps = train(cfg, data.task, run, resume=again, progress=False)
+    export_trained(cfg, model, temps, cfg.train.iterations, data.task, out, name=f"search-m{M}")
+    seconds = before + time.perf_counter() - t0
+    fit.write_text(json.dumps({"config": dumped, "seconds": seconds}) + "\n")
+    return out, seconds
 
 
 def distortion(split: datasets.KpiSplit, x: np.ndarray, x_hat: np.ndarray) -> dict[str, Any]:
@@ -323,12 +361,26 @@ def steps(plan: Plan, data: Data, runs: Path, out: Measured) -> list[tuple[str, 
                            {c.label(c.params): v for (c, _), v in zip(fitted, scores, strict=True)})
         return "|".join(key_of(m) for m in makes), go
 
+    recipe = hashlib.sha256(json.dumps(load_config(CONFIG).model.model_dump(mode="json"), sort_keys=True)
+                            .encode()).hexdigest()[:12]  # the family's recipe: a new one measures its points anew
+
     def search(M: int) -> tuple[str, Callable[[], dict[str, Any]]]:
-        def go() -> dict[str, Any]:
-            t0 = time.perf_counter()
-            bundle = train_search(data, M, plan.search_iterations, runs, plan.rows)
-            return measure(SearchBundleCodec(bundle, runs), data, out, time.perf_counter() - t0)
-        return f"search M={M} iterations={plan.search_iterations}", go
+        variants = [(), *(v for m, v in plan.search_variants if m == M)]
+
+        def go() -> dict[str, Any]:  # the candidate of least validation NRMSE (one where no variants)
+            seconds, fitted = 0.0, []
+            for over in variants:
+                bundle, t = train_search(data, M, plan.search_iterations, runs, plan.rows, over)
+                codec = SearchBundleCodec(bundle, runs)
+                if len(variants) > 1:
+                    codec.params["variant"] = variant_name(over) or "the config's recipe"
+                fitted.append((codec, nrmse_valid(codec, s)))
+                seconds += t
+            codec, _ = min(fitted, key=lambda cs: cs[1])
+            return measure(codec, data, out, seconds, None if len(variants) == 1 else
+                           {c.label(c.params): v for c, v in fitted})
+        key = f"search M={M} iterations={plan.search_iterations} recipe={recipe}"
+        return key + "".join(f" | {variant_name(v)}" for v in variants[1:]), go
 
     def shared(K: int, L0: int, log1p: bool = False) -> tuple[str, Callable[[], dict[str, Any]]]:
         def go() -> dict[str, Any]:
@@ -369,6 +421,28 @@ def cached(path: Path) -> dict[str, dict[str, Any]]:
     return {e["key"]: e["row"] for e in map(json.loads, path.read_text().splitlines())}
 
 
+def seed_cache(plan: Plan, data: Data, runs: Path, prior: Path) -> int:
+    """Fill `runs`/rows.jsonl from an earlier run's results file (its rows are in step order, the committed
+    bundle's last) for every step but the search family's, whose rows are always measured with the current
+    recipe: what reruns the SDLGM-search points alone. Steps the cache already holds are left alone.
+    Returns the number of rows taken."""
+    rows = [r for r in json.loads(prior.read_text())["rows"] if r["method"] != BundleCodec.family]
+    keys = [key for key, _ in steps(plan, data, runs, Measured())]
+    if len(rows) != len(keys):
+        raise ValueError(f"{prior} has {len(rows)} rows where this plan has {len(keys)} steps: not the same plan")
+    searched = [k.startswith("search M=") for k in keys]
+    if searched != [r["method"] == SearchBundleCodec.family for r in rows]:
+        raise ValueError(f"{prior}'s rows are not in this plan's step order")
+    runs.mkdir(parents=True, exist_ok=True)
+    done, taken = cached(runs / ROWS_FILE), 0
+    with (runs / ROWS_FILE).open("a") as f:
+        for key, row, skip in zip(keys, rows, searched, strict=True):
+            if not skip and key not in done:
+                f.write(json.dumps({"key": key, "row": {**row, "measured_by": f"an earlier run ({prior.name})"}}) + "\n")
+                taken += 1
+    return taken
+
+
 def run(plan: Plan, data: Data, runs: Path, shard: tuple[int, int] | None = None) -> Measured:
     """Every step of the plan, skipping those whose rows `runs`/rows.jsonl already holds (a resumed run),
     then the committed bundle (measured afresh every time: it changes with `make default-model`). With
@@ -407,6 +481,9 @@ def context(plan: Plan, data: Data) -> dict[str, Any]:
         "majority_error": float(min(sp.low.mean(), 1 - sp.low.mean())),
         "persistence_error": float((current_low != sp.low).mean()),
         "iterations": plan.iterations, "search_iterations": plan.search_iterations,
+        "search_recipe": {k: v for k, v in load_config(CONFIG).model.model_dump(mode="json").items()
+                          if k in ("beam", "train_beam", "sweeps", "candidates")},
+        "search_variants": [[M, variant_name(v)] for M, v in plan.search_variants],
         "config": {"K": data.cfg.model.config(data.task.shape).K, "L0": data.cfg.model.config(data.task.shape).L0,
                    "kind": data.cfg.model.kind, "iterations": data.cfg.train.iterations},
         "quick": plan.rows is not None, "omp_rows": plan.omp_rows, "omp_iterations": plan.omp_iterations,
@@ -426,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--runs", help="folder for the SDLGM checkpoints (default: a temporary folder)")
     p.add_argument("--shard", help="K/N: measure only every N-th step from the K-th (0-based) into --runs' "
                    "rows.jsonl and write no results; a run without --shard then assembles them")
+    p.add_argument("--baselines-from", help="an earlier run's kpi_rd.json: its rows of every step but the "
+                   "search family's seed --runs' rows.jsonl, so that only the SDLGM-search points are measured")
     p.add_argument("--lsq", type=int, nargs="*", help="bytes of the LSQ points (default: the plan's; LSQ's "
                    "fit takes minutes at 12 and 16 bytes)")
     args = p.parse_args(argv)
@@ -443,8 +522,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
             if shard is not None and (not args.runs or len(shard) != 2 or not 0 <= shard[0] < shard[1]):
                 p.error("--shard K/N needs 0 <= K < N and --runs")
+            if args.baselines_from:
+                if not args.runs:
+                    p.error("--baselines-from needs --runs")
+                taken = seed_cache(plan, data, Path(args.runs), Path(args.baselines_from))
+                print(f"kpi_rd: {taken} rows taken from {args.baselines_from}", flush=True)
             measured = run(plan, data, Path(args.runs) if args.runs else Path(tmp), shard)  # type: ignore[arg-type]
             meta = {**context(plan, data), "seconds": time.perf_counter() - t0, "resumed_rows": measured.resumed,
+                    "earlier_rows": sum("measured_by" in r for r in measured.rows),
                     "fit_seconds_total": sum(r.get("fit_seconds", 0.0) for r in measured.rows)}
     finally:
         torch.set_num_threads(threads)

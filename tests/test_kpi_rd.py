@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -119,6 +120,35 @@ def test_quick_run_writes_json_plot_and_doc(kpi_rd: ModuleType, root: Path, tmp_
     assert "--quick run" in text and "## The default model's point" in text and "../results/kpi_rd.png" in text
 
 
+def test_a_rerun_measures_only_the_search_points_and_chooses_among_candidates_on_validation(
+        kpi_rd: ModuleType, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs, first, second = tmp_path / "runs", tmp_path / "first", tmp_path / "second"
+    assert kpi_rd.main(["--quick", "--runs", str(runs), "--results", str(first), "--doc", str(first / "kpi.md")]) == 0
+    before = json.loads((first / "kpi_rd.json").read_text())["rows"]
+    checkpoint = runs / "search-M2" / "checkpoint.pt"
+    trained = checkpoint.stat().st_mtime_ns
+    (runs / kpi_rd.ROWS_FILE).unlink()  # the cache of rows gone; the trained points stay
+    variant = (("model.candidates", 4),)
+    monkeypatch.setattr(kpi_rd, "QUICK", replace(kpi_rd.QUICK, search_variants=((2, variant),)))
+    assert kpi_rd.main(["--quick", "--runs", str(runs), "--baselines-from", str(first / "kpi_rd.json"),
+                        "--results", str(second), "--doc", str(second / "kpi.md")]) == 0
+    after = json.loads((second / "kpi_rd.json").read_text())["rows"]
+    search = SearchBundleCodec.family
+    taken = [r for r in after if r["method"] not in (search, BundleCodec.family)]
+    assert all(r.pop("measured_by") == "an earlier run (kpi_rd.json)" for r in taken)  # marked as taken
+    assert taken == [r for r in before if r["method"] not in (search, BundleCodec.family)]  # as they were
+    assert checkpoint.stat().st_mtime_ns == trained  # the config's own point reused, not trained again
+    (point,) = [r for r in after if r["method"] == search]
+    chosen = point["chosen_on_valid"]
+    assert set(chosen) == {"SDLGM-search M=2 (K=512), the config's recipe", "SDLGM-search M=2 (K=512), candidates 4"}
+    assert point["label"] == min(chosen, key=chosen.get) and point["nrmse_valid"] == pytest.approx(min(chosen.values()))
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"meta": {}, "rows": before[1:]}))
+    with pytest.raises(ValueError, match="not the same plan"):
+        kpi_rd.seed_cache(kpi_rd.QUICK, kpi_rd.load_data(kpi_rd.load_config(kpi_rd.CONFIG), kpi_rd.QUICK.rows),
+                          tmp_path / "other", short)
+
+
 KPIS = list(datasets.DEFAULT_KPIS)
 
 
@@ -207,3 +237,12 @@ def test_report_styles_tell_every_family_apart(kpi_report: ModuleType) -> None:
     assert set(styles) == {r["method"] for r in ROWS if r["role"] != "reference"}
     assert len(set(styles.values())) == len(styles)
     assert styles[BundleCodec.family][1] == "*" and styles[SDLGMCodec.family][1] == "o"
+
+
+def test_report_names_the_search_recipe_and_its_variants(kpi_report: ModuleType) -> None:
+    meta = {"search_recipe": {"beam": 64, "train_beam": 16, "sweeps": 1, "candidates": 16},
+            "search_variants": [[2, "candidates 64, sweeps 2"], [1, "iterations 30000"], [2, "iterations 9000"]]}
+    text = kpi_report.search_recipe(meta)
+    assert "a beam of 64 partial codes (16 while training), then 1 coordinate-descent sweep(s) over the 16" in text
+    assert "(M = 1: iterations 30000; M = 2: candidates 64, sweeps 2 / iterations 9000)" in text
+    assert kpi_report.search_recipe({}) == ""  # results written before the recipe was recorded

@@ -132,4 +132,5 @@ class SearchBundleCodec(BundleCodec):
 
     @classmethod
     def label(cls, params: dict[str, Any]) -> str:
-        return f"SDLGM-search M={params['L0']} (K={params['K']})"
+        variant = f", {params['variant']}" if params.get("variant") else ""  # one of several candidates at M
+        return f"SDLGM-search M={params['L0']} (K={params['K']}){variant}"
