@@ -205,6 +205,17 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
     }
 
 
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM (the service drains), then SIGKILL when it has not exited within timeout_s: no service is
+    left behind."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -271,12 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures["healthy_after"] = (get("127.0.0.1", port, "/healthz")[0] == 200
                                     and get("127.0.0.1", port, "/encode", small)[0] == 200)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # not drained in time: no service left behind
-            proc.kill()
-            proc.wait()
+        stop(proc)
     figures = {"model": args.model, "vectors_per_request": args.vectors, "settings": settings,
                "cpus": os.cpu_count(), **figures}
     ok = figures["statuses"].get("200", 0) * args.vectors

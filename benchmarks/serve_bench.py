@@ -65,6 +65,9 @@ from bundle.runtime import ModelRuntime, open_bundle  # noqa: E402
 from service import binary, kserve  # noqa: E402
 from service.v2models import padded  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from overload import stop  # noqa: E402
+
 LUA = REPO / "benchmarks" / "wrk" / "post.lua"
 REF_APP = REPO / "benchmarks" / "ref_app.py"
 START_TIMEOUT_S = 60.0
@@ -160,13 +163,6 @@ def ref_command(bundle: Path, port: int, threads: int) -> tuple[list[str], dict[
             "--threads", str(threads)], env
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 Command = Callable[[int], tuple[list[str], dict[str, str]]]  # port -> argv, environment
@@ -199,7 +195,7 @@ def running(name: str, command: Command) -> Iterator[Server]:
             proc.stderr.close()
         yield Server(name, url, proc, started)
     finally:
-        stop(proc)
+        stop(proc, timeout_s=10.0)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -35,21 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from overload import free_port, get, json_batch, rss_mb, wait_ready  # noqa: E402
+from overload import free_port, get, json_batch, rss_mb, stop, wait_ready  # noqa: E402
 
 MIX = REPO / "benchmarks" / "wrk" / "mix.lua"
 GOAL_RSS_GROWTH = 0.05
 JSON = "application/json"
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the service drains), then SIGKILL when it has not exited within 30 s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def build_models(root: Path) -> Path:
