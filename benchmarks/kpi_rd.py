@@ -361,8 +361,7 @@ def steps(plan: Plan, data: Data, runs: Path, out: Measured) -> list[tuple[str, 
                            {c.label(c.params): v for (c, _), v in zip(fitted, scores, strict=True)})
         return "|".join(key_of(m) for m in makes), go
 
-    recipe = hashlib.sha256(json.dumps(load_config(CONFIG).model.model_dump(mode="json"), sort_keys=True)
-                            .encode()).hexdigest()[:12]  # the family's recipe: a new one measures its points anew
+    recipe = search_recipe_key(load_config(CONFIG).model.model_dump(mode="json"))
 
     def search(M: int) -> tuple[str, Callable[[], dict[str, Any]]]:
         variants = [(), *(v for m, v in plan.search_variants if m == M)]
@@ -441,6 +440,13 @@ def seed_cache(plan: Plan, data: Data, runs: Path, prior: Path) -> int:
                 f.write(json.dumps({"key": key, "row": {**row, "measured_by": f"an earlier run ({prior.name})"}}) + "\n")
                 taken += 1
     return taken
+
+
+def search_recipe_key(model: dict[str, Any]) -> str:
+    """The search family's recipe as a short hash: a new recipe measures its points anew. The slot count M
+    is left out, since every point sets its own: choosing another default point is not a new recipe."""
+    return hashlib.sha256(json.dumps({k: v for k, v in model.items() if k != "M"}, sort_keys=True)
+                          .encode()).hexdigest()[:12]
 
 
 def run(plan: Plan, data: Data, runs: Path, shard: tuple[int, int] | None = None) -> Measured:

@@ -246,3 +246,9 @@ def test_report_names_the_search_recipe_and_its_variants(kpi_report: ModuleType)
     assert "a beam of 64 partial codes (16 while training), then 1 coordinate-descent sweep(s) over the 16" in text
     assert "(M = 1: iterations 30000; M = 2: candidates 64, sweeps 2 / iterations 9000)" in text
     assert kpi_report.search_recipe({}) == ""  # results written before the recipe was recorded
+
+
+def test_the_search_recipe_key_ignores_the_default_points_slot_count(kpi_rd: ModuleType) -> None:
+    model = {"kind": "sdlgm-search", "M": 2, "C": 256, "beam": 64, "sweeps": 1}
+    assert kpi_rd.search_recipe_key(model) == kpi_rd.search_recipe_key({**model, "M": 8})
+    assert kpi_rd.search_recipe_key(model) != kpi_rd.search_recipe_key({**model, "beam": 16})
