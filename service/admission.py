@@ -63,7 +63,7 @@ class Capacity:
 
     def adjust(self, model: str, n: int) -> None:
         self._used[model] = self.used(model) + n
-        self._metrics.queue_vectors.labels(**self._metrics.of(model)).set(self._used[model])
+        self._metrics.model(model).queue_vectors.set(self._used[model])
 
     def hold(self, model: str, n: int) -> Hold | None:
         """n vectors of the model held, or None when they do not fit."""
@@ -190,7 +190,7 @@ class ShedGuard:
         hold = self.capacity.hold(target.model, n)
         if hold is None:
             scope.setdefault("state", {})[MODEL_STATE_KEY] = target.model
-            self.metrics.shed.labels(**self.metrics.of(target.model)).inc()
+            self.metrics.model(target.model).shed.inc()
             if not expects_continue(Headers(scope=scope)):  # a small body is read out: its client reads the 503
                 await drain_body(receive, SHED_DRAIN_BYTES)
             exc = overloaded(target.model, n, self.capacity.used(target.model), self.capacity.limit)

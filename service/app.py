@@ -23,6 +23,7 @@ from service.admission import Capacity, ShedGuard
 from service.auth import AccessControl, TokenFile
 from service.batching import Scheduler
 from service.deadline import RequestDeadline
+from service.deps import Services
 from service.drain import DRAIN_STATE_KEY, Drain
 from service.errors import install_error_handlers
 from service.fastjson import Parser
@@ -56,25 +57,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     admin_tokens = TokenFile(settings.admin_token_file) if settings.admin_token_file else None
 
     def observe(model: str, graph: str, seconds: float) -> None:
-        metrics.inference.labels(**metrics.of(model), graph=graph).observe(seconds)
+        metrics.model(model).inference(graph).observe(seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Drain]]:
         app.state.parser = Parser()
         try:
-            async with app.state.reloader.serving(), scheduler.running():  # the models loaded, then reloads
+            async with reloader.serving(), scheduler.running():  # the models loaded, then reloads
                 yield {DRAIN_STATE_KEY: drain}  # the lifespan state: how each connection finds the drain
         finally:
             metrics.process_exits()
 
     app = FastAPIOffline(title="SDLGM service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                          swagger_ui_parameters={"validatorUrl": None})
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.scheduler = scheduler
-    app.state.drain = drain
-    app.state.reloader = Reloader(settings, metrics, scheduler, observe, app.state)
-    app.state.quality = QualitySampler(settings.quality_sample_rate)
+    reloader = Reloader(settings, metrics, scheduler, observe, app.state)
+    # What the routes take (service.deps), made once; the registry is the reloader's (app.state.registry).
+    app.state.services = Services(settings, metrics, scheduler, drain, reloader,
+                                  QualitySampler(settings.quality_sample_rate))
+    app.state.settings, app.state.metrics = settings, metrics
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app, metrics)

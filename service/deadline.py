@@ -84,7 +84,10 @@ class RequestDeadline:
                     deadline.deadline = math.inf
                     if (not body_ended or self.drain.draining) and CLOSE not in message.get("headers", []):
                         message = {**message, "headers": [*message.get("headers", []), CLOSE]}
-                with anyio.CancelScope(shield=answered):  # a deadline met just now must not cut the answer
+                if deadline.cancel_called:  # a deadline met just now must not cut the answer
+                    with anyio.CancelScope(shield=True):
+                        await send(message)
+                else:  # nothing cancels it any more: its deadline is off and the drain has let go of it
                     await send(message)
 
             await self.app(scope, read, write)

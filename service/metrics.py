@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import disable_created_metrics
@@ -36,6 +37,7 @@ from service.quality import reference_nrmse
 
 disable_created_metrics()
 
+T = TypeVar("T")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MODEL_STATE_KEY = "sdlgm_model"  # the request state's model name: the `model` label of request metrics
 MODEL_LABELS = ["model", "version"]
@@ -107,8 +109,88 @@ def _constant(pid: int) -> Callable[[], int]:
     return lambda: pid
 
 
+class ModelSeries:
+    """The series of one model at one version, each child looked up once: prometheus_client's `labels()`
+    checks the label names and takes a lock on every call, which per request and metric was 4 % of a
+    single-vector /encode's CPU (docs/serving.md). A child is made on first use, as `labels()` makes it, so
+    a series still appears only once something is counted in it. `Metrics.model` makes a new one when the
+    model's version changes (a reload), so every series carries the version served when it is counted."""
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self.version = version
+        self.labels = {"model": model, "version": version}
+        self._metrics = metrics
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, key: tuple[str, ...], make: Callable[[], T]) -> T:
+        child = self._children.get(key)
+        if child is None:  # two threads may both make it: labels() gives them the same child
+            child = self._children[key] = make()
+        return cast(T, child)
+
+    def request(self, endpoint: str, status: str) -> tuple[Counter, Histogram]:
+        """sdlgm_requests_total and sdlgm_request_duration_seconds of an endpoint and status."""
+        key = ("request", endpoint, status)
+        pair = self._children.get(key)
+        if pair is None:
+            m, labels = self._metrics, {"endpoint": endpoint, **self.labels, "status": status}
+            pair = self._children[key] = (m.requests.labels(**labels), m.request_duration.labels(**labels))
+        return cast(tuple[Counter, Histogram], pair)
+
+    def batch_size(self, endpoint: str) -> Histogram:
+        return self._child(("batch_size", endpoint),
+                           lambda: self._metrics.batch_size.labels(endpoint=endpoint, **self.labels))
+
+    def inference(self, graph: str) -> Histogram:
+        return self._child(("inference", graph), lambda: self._metrics.inference.labels(**self.labels, graph=graph))
+
+    def code_size(self, fmt: str) -> Histogram:
+        return self._child(("code_size", fmt), lambda: self._metrics.code_size.labels(**self.labels, format=fmt))
+
+    def code_L_hat(self, L0: int) -> Histogram:
+        return self._child(("code_L_hat", str(L0)), lambda: self._metrics.code_L_hat.labels(L0, **self.labels))
+
+    def code_nnz(self, L0: int) -> Histogram:
+        return self._child(("code_nnz", str(L0)), lambda: self._metrics.code_nnz.labels(L0, **self.labels))
+
+    def coalesced(self, operation: str) -> tuple[Histogram, Histogram]:
+        """sdlgm_coalesced_requests and sdlgm_coalesced_batch_size of an operation."""
+        m = self._metrics
+        return self._child(("coalesced", operation), lambda: (
+            m.coalesced_requests.labels(**self.labels, operation=operation),
+            m.coalesced_batch_size.labels(**self.labels, operation=operation)))
+
+    def _plain(self, name: str) -> Any:
+        return self._child((name,), lambda: getattr(self._metrics, name).labels(**self.labels))
+
+    @property
+    def input_bytes(self) -> Counter:
+        return cast(Counter, self._plain("input_bytes"))
+
+    @property
+    def code_bytes(self) -> Counter:
+        return cast(Counter, self._plain("code_bytes"))
+
+    @property
+    def roundtrip_nrmse(self) -> Histogram:
+        return cast(Histogram, self._plain("roundtrip_nrmse"))
+
+    @property
+    def roundtrip_squared(self) -> Counter:
+        return cast(Counter, self._plain("roundtrip_squared"))
+
+    @property
+    def queue_vectors(self) -> Gauge:
+        return cast(Gauge, self._plain("queue_vectors"))
+
+    @property
+    def shed(self) -> Counter:
+        return cast(Counter, self._plain("shed"))
+
+
 class Metrics:
-    """Every metric family the service exports, registered in its own registry."""
+    """Every metric family the service exports, registered in its own registry; `model(name)` gives a
+    model's series."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -169,12 +251,22 @@ class Metrics:
                                "when the bundles could not even be listed (every model kept)", ["result"],
                                registry=r)
         self._refused: dict[str, dict[str, str]] = {}  # the labels of each sdlgm_model_refused series at 1
+        self._series: dict[str, ModelSeries] = {}
         if not self.multiprocess:
             ProcessCollector(registry=r)
 
     def of(self, model: str) -> dict[str, str]:
         """The `model` and `version` labels of a model's series (version "" for a model not loaded)."""
         return {"model": model, "version": self._versions.get(model, "")}
+
+    def model(self, name: str) -> ModelSeries:
+        """The series of a model (a loaded model's name, or "" for none) at the version served now. Safe from
+        any thread: a series made for a version just replaced is made again at the next call."""
+        version = self._versions.get(name, "")
+        series = self._series.get(name)
+        if series is None or series.version != version:
+            series = self._series[name] = ModelSeries(self, name, version)
+        return series
 
     def model_loaded(self, runtime: ModelRuntime) -> None:
         """A model is served: its version labels its series from now on, and its info and reference are set."""

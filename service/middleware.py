@@ -117,9 +117,9 @@ class MetricsMiddleware:
             route = scope.get("route")  # the router's own match; absent when no route ran (404, 413, 415)
             endpoint = str(route.path) if route is not None else endpoint_of(self.routes, scope)
             model = str(scope.get("state", {}).get(MODEL_STATE_KEY, ""))
-            labels = {"endpoint": endpoint, **self.metrics.of(model), "status": str(status)}
-            self.metrics.requests.labels(**labels).inc()
-            self.metrics.request_duration.labels(**labels).observe(time.perf_counter() - start)
+            count, duration = self.metrics.model(model).request(endpoint, str(status))
+            count.inc()
+            duration.observe(time.perf_counter() - start)
 
 
 class RequestGuard:

@@ -55,6 +55,12 @@ class Reloader:
         self._covered = 0  # of them, those the last finished pass began after
         self._triggers: set[str] = set()
 
+    @property
+    def served(self) -> ModelRegistry:
+        """The registry served now: each swap replaces it whole, so a request reads it once and keeps it."""
+        registry: ModelRegistry = self.state.registry
+        return registry
+
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
         """Load the bundles (ProviderError propagates: the service does not start), then reload on request

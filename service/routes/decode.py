@@ -12,12 +12,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from bundle.formats import Format
 from bundle.runtime import F32, ModelRuntime
 from service import binary
-from service.batching import Inference
-from service.deps import InferenceDep, MetricsDep, ModelDep, RegistryDep, SettingsDep
+from service.deps import Call, CallDep
 from service.errors import ERROR_RESPONSES, ServiceError, bad_input
 from service.fastjson import FastJSONRoute
 from service.inference import as_counts, check_format
-from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.schemas import FINGERPRINT, FORMAT_DESCRIPTION, DecodeRequest, DecodeResponse
 
@@ -39,15 +37,14 @@ def check_codes_of(model: ModelRuntime, fingerprint: str, registry: ModelRegistr
                            f"{fingerprint[:12]}..., not by {model.name!r} ({m.fingerprint[:12]}...){hint}")
 
 
-async def _decode(model: ModelRuntime, z: F32, finish: Callable[[F32], T], infer: Inference, metrics: Metrics) -> T:
+async def _decode(call: Call, z: F32, finish: Callable[[F32], T]) -> T:
     """finish(the reconstructions of the counts z), off the event loop, coalesced with other requests'."""
-    out = await infer.run(model, "decode", z, lambda outputs: finish(outputs[0]))
-    metrics.batch_size.labels(endpoint="/decode", **metrics.of(model.name)).observe(len(z))
+    out = await call.infer.run(call.model, "decode", z, lambda outputs: finish(outputs[0]))
+    call.metrics.model(call.model.name).batch_size("/decode").observe(len(z))
     return out
 
 
-async def decode_binary(request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-                        metrics: MetricsDep, infer: InferenceDep,
+async def decode_binary(request: Request, call: CallDep,
                         format: Annotated[Format, Query(description=FORMAT_DESCRIPTION)] = "v1",
                         fingerprint: Annotated[str | None, Query(pattern=FINGERPRINT)] = None,
                         x_sdlgm_fingerprint: Annotated[str | None, Header(pattern=FINGERPRINT)] = None) -> Response:
@@ -56,17 +53,18 @@ async def decode_binary(request: Request, model: ModelDep, registry: RegistryDep
     if given is None:
         raise bad_input(f"binary codes need the fingerprint of their model: send it in the "
                         f"{binary.FINGERPRINT_HEADER} header or the ?fingerprint= query parameter")
-    check_codes_of(model, given, registry)
+    model = call.model
+    check_codes_of(model, given, call.registry)
     m = model.manifest
     check_format(format, m, model.name)
-    blobs = binary.unframe(format, await request.body(), m.code_space, settings.max_batch)
+    blobs = binary.unframe(format, await request.body(), m.code_space, call.settings.max_batch)
     z = binary.counts_of(format, blobs, m.code_space, m.entropy)
     if binary.wants_binary(request.headers):
-        rows = await _decode(model, z, lambda x_hat: x_hat.astype("<f4", copy=False).tobytes(), infer, metrics)
+        rows = await _decode(call, z, lambda x_hat: x_hat.astype("<f4", copy=False).tobytes())
         return Response(rows, media_type=binary.OCTET_STREAM, headers={
             "X-SDLGM-Model": model.name, binary.FINGERPRINT_HEADER: m.fingerprint, "X-SDLGM-Count": str(len(z))})
-    answer = await _decode(model, z, lambda x_hat: DecodeResponse.model_construct(
-        model=model.name, fingerprint=m.fingerprint, reconstructions=x_hat.tolist()).model_dump_json(), infer, metrics)
+    answer = await _decode(call, z, lambda x_hat: DecodeResponse.model_construct(
+        model=model.name, fingerprint=m.fingerprint, reconstructions=x_hat.tolist()).model_dump_json())
     return Response(answer, media_type="application/json")
 
 
@@ -75,15 +73,15 @@ router.add_api_route("/decode", decode_binary, methods=["POST"], include_in_sche
 
 
 @router.post("/decode", responses=ERROR_RESPONSES, openapi_extra=BINARY_BODY)
-async def decode(body: DecodeRequest, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-                 metrics: MetricsDep, infer: InferenceDep) -> DecodeResponse:
+async def decode(body: DecodeRequest, call: CallDep) -> DecodeResponse:
     """Decode codes made by the model named by `?model=`; `fingerprint` must be that model's. Framed binary
     codes as application/octet-stream take the fingerprint in the X-SDLGM-Fingerprint header and answer
     float32 rows with `Accept: application/octet-stream` (docs/serving.md)."""
-    check_codes_of(model, body.fingerprint, registry)
+    model = call.model
+    check_codes_of(model, body.fingerprint, call.registry)
     m = model.manifest
     check_format(body.format, m, model.name)
-    z = as_counts(body.codes, m.code_space, settings.max_batch, body.format, m.entropy)
+    z = as_counts(body.codes, m.code_space, call.settings.max_batch, body.format, m.entropy)
     # built without re-validation: B x D floats the model itself produced
-    return await _decode(model, z, lambda x_hat: DecodeResponse.model_construct(
-        model=model.name, fingerprint=m.fingerprint, reconstructions=x_hat.tolist()), infer, metrics)
+    return await _decode(call, z, lambda x_hat: DecodeResponse.model_construct(
+        model=model.name, fingerprint=m.fingerprint, reconstructions=x_hat.tolist()))

@@ -6,7 +6,7 @@ import os
 
 from fastapi import APIRouter, Response
 
-from service.deps import DrainDep, RegistryDep
+from service.deps import ServicesDep
 from service.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
@@ -18,10 +18,11 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", responses={503: {"model": Readiness, "description": "not ready, with reasons"}})
-async def readyz(registry: RegistryDep, drain: DrainDep, response: Response) -> Readiness:
+async def readyz(services: ServicesDep, response: Response) -> Readiness:
     """200 when the default model and every model SDLGM_MODELS lists are loaded and warmed, else 503; 503
     from the moment the service begins to stop (SIGTERM)."""
-    reasons = registry.not_ready() + (["the service is stopping"] if drain.draining else [])
+    registry = services.registry
+    reasons = registry.not_ready() + (["the service is stopping"] if services.drain.draining else [])
     response.status_code = 503 if reasons else 200
     return Readiness(ready=not reasons, models=sorted(registry.models), reasons=reasons,
                      refused=registry.refused)

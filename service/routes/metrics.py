@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.deps import MetricsDep, RegistryDep
+from service.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(m: MetricsDep, registry: RegistryDep) -> Response:
-    m.ready.set(0 if registry.not_ready() else 1)  # readiness as /readyz answers it now
+async def metrics(services: ServicesDep) -> Response:
+    m = services.metrics
+    m.ready.set(0 if services.registry.not_ready() else 1)  # readiness as /readyz answers it now
     return Response(m.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from bundle.runtime import ModelRuntime
-from service.deps import RegistryDep
+from service.deps import ServicesDep
 from service.errors import ERROR_RESPONSES
 from service.schemas import ModelInfo, ModelList, RefusedBundle
 
@@ -22,9 +22,10 @@ def model_info(runtime: ModelRuntime, default: str) -> ModelInfo:
 
 
 @router.get("/v1/models")
-async def list_models(registry: RegistryDep) -> ModelList:
+async def list_models(services: ServicesDep) -> ModelList:
     """Every loaded model, and the bundles refused at start or by the last reload (with the fingerprint of the
     version still served under that name, if any)."""
+    registry = services.registry
     served = registry.models
     return ModelList(default=registry.default,
                      models=[model_info(r, registry.default) for _, r in sorted(served.items())],
@@ -33,6 +34,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
 
 
 @router.get("/v1/models/{name}", responses=ERROR_RESPONSES)
-async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
+async def get_model(name: str, services: ServicesDep) -> ModelInfo:
     """One loaded model by name; 404 when it is not loaded."""
+    registry = services.registry
     return model_info(registry.get(name), registry.default)

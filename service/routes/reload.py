@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.auth import ADMIN_PREFIX
-from service.deps import ReloaderDep
+from service.deps import ServicesDep
 from service.schemas import ErrorResponse, ReloadReport
 
 router = APIRouter(tags=["admin"])
@@ -17,8 +17,8 @@ RELOAD_PATH = ADMIN_PREFIX + "/reload"
 
 @router.post(RELOAD_PATH, responses={403: {"model": ErrorResponse, "description": "the endpoint is off (no token "
                                            "file is set), or the token does not grant the admin endpoints"}})
-async def reload(reloader: ReloaderDep) -> ReloadReport:
+async def reload(services: ServicesDep) -> ReloadReport:
     """Verify and load every new or changed bundle beside the one served and swap it in; a bundle refused
     leaves the one served in place. Answers once a reload begun after this request has finished, for the
     worker that answered (with SDLGM_WORKERS > 1, send SIGHUP to the service instead)."""
-    return await reloader.reload(f"POST {RELOAD_PATH}")
+    return await services.reloader.reload(f"POST {RELOAD_PATH}")

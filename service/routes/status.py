@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from service.deps import MetricsDep, RegistryDep
+from service.deps import ServicesDep
 from service.errors import ServiceError
 from service.status import Status, status_of
 
@@ -30,9 +30,10 @@ async def asset(name: str) -> FileResponse:
 
 
 @router.get("/v1/status")
-async def status(metrics: MetricsDep, registry: RegistryDep) -> Status:
+async def status(services: ServicesDep) -> Status:
     """The status page's figures from this service's metrics: models, requests and latency per endpoint,
     code sizes, the sampled round-trip error beside the bundle's own figure."""
-    ready = not registry.not_ready()
+    metrics = services.metrics
+    ready = not services.registry.not_ready()
     metrics.ready.set(1 if ready else 0)
     return status_of(metrics.collectors(), ready)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from bundle import __version__
 from service import kserve
-from service.deps import DrainDep, InferenceDep, RegistryDep, SettingsDep
+from service.deps import ServicesDep, inference_of
 from service.errors import ERROR_RESPONSES, ServiceError, bad_input
 from service.fastjson import off_loop, value_cap
 from service.metrics import MODEL_STATE_KEY
@@ -41,31 +41,32 @@ async def live() -> dict[str, bool]:
 
 
 @router.get("/health/ready", responses={503: {"description": "not ready"}})
-async def ready(registry: RegistryDep, drain: DrainDep, response: Response) -> dict[str, bool]:
+async def ready(services: ServicesDep, response: Response) -> dict[str, bool]:
     """200 when every required bundle is loaded and warm and the service is not stopping (as /readyz), else 503."""
-    is_ready = not registry.not_ready() and not drain.draining
+    is_ready = not services.registry.not_ready() and not services.drain.draining
     response.status_code = 200 if is_ready else 503
     return {"ready": is_ready}
 
 
 @router.get("/models/{model}", responses=ERROR_RESPONSES)
 @router.get("/models/{model}/versions/{version}", responses=ERROR_RESPONSES)
-async def model_metadata(model: str, registry: RegistryDep, request: Request,
+async def model_metadata(model: str, services: ServicesDep, request: Request,
                          version: str | None = None) -> dict[str, Any]:
     """The model's declared tensors; platform "sdlgm", versions [the bundle's version]."""
-    v2 = _model(model, version, registry, request)
+    v2 = _model(model, version, services.registry, request)
     return {"name": v2.name, "versions": [v2.runtime.manifest.version], "platform": "sdlgm",
             "inputs": [t.metadata() for t in v2.inputs], "outputs": [t.metadata() for t in v2.outputs]}
 
 
 @router.get("/models/{model}/config", responses=ERROR_RESPONSES)
 @router.get("/models/{model}/versions/{version}/config", responses=ERROR_RESPONSES)
-async def model_config(model: str, registry: RegistryDep, settings: SettingsDep, request: Request,
+async def model_config(model: str, services: ServicesDep, request: Request,
                        version: str | None = None) -> dict[str, Any]:
     """Triton's model configuration extension, which perf_analyzer reads before it sends a request: the
     tensors without their batch dimension, max_batch_size SDLGM_MAX_BATCH, and dynamic batching on when
     SDLGM_BATCHING is (its delay SDLGM_BATCH_MAX_DELAY_MS)."""
-    v2 = _model(model, version, registry, request)
+    v2 = _model(model, version, services.registry, request)
+    settings = services.settings
     config: dict[str, Any] = {"name": v2.name, "platform": "sdlgm", "backend": "sdlgm",
                               "max_batch_size": settings.max_batch,
                               "input": [t.config() for t in v2.inputs], "output": [t.config() for t in v2.outputs]}
@@ -76,18 +77,19 @@ async def model_config(model: str, registry: RegistryDep, settings: SettingsDep,
 
 @router.get("/models/{model}/ready", responses=ERROR_RESPONSES)
 @router.get("/models/{model}/versions/{version}/ready", responses=ERROR_RESPONSES)
-async def model_ready(model: str, registry: RegistryDep, request: Request,
+async def model_ready(model: str, services: ServicesDep, request: Request,
                       version: str | None = None) -> dict[str, Any]:
     """200 for a served model: a bundle is served only once loaded and warmed up; 404 otherwise."""
-    return {"name": _model(model, version, registry, request).name, "ready": True}
+    return {"name": _model(model, version, services.registry, request).name, "ready": True}
 
 
 @router.post("/models/{model}/infer", responses=ERROR_RESPONSES)
 @router.post("/models/{model}/versions/{version}/infer", responses=ERROR_RESPONSES)
-async def infer(model: str, request: Request, registry: RegistryDep, settings: SettingsDep, run: InferenceDep,
+async def infer(model: str, request: Request, services: ServicesDep,
                 inference_header_content_length: Annotated[str | None, Header()] = None,
                 version: str | None = None) -> Response:
     """Inference with JSON tensors or the binary tensor extension (Inference-Header-Content-Length)."""
+    registry = services.registry
     v2 = _model(model, version, registry, request)
     sent = await request.body()
     body, raw = await off_loop(request, len(sent), kserve.parse_request, sent, inference_header_content_length,
@@ -105,7 +107,7 @@ async def infer(model: str, request: Request, registry: RegistryDep, settings: S
     sizes = {len(a) for a in inputs.values()}
     if len(sizes) > 1:
         raise bad_input(f"the inputs' first dimensions differ: {sorted(sizes)}")
-    check_batch(sizes.pop(), settings.max_batch)
+    check_batch(sizes.pop(), services.settings.max_batch)
     for out in body.outputs or []:
         if out.name not in v2.output_names():
             raise bad_input(f"model {v2.name!r} has no output {out.name!r}; its outputs are "
@@ -115,5 +117,5 @@ async def infer(model: str, request: Request, registry: RegistryDep, settings: S
         check_codes_of(v2.runtime, body.parameters.fingerprint, registry)
     parameters = {"fingerprint": m.fingerprint} if v2.operation == "encode" else {}
     rows = v2.prepare(inputs)
-    return await run.run(v2.runtime, v2.operation, rows,
+    return await inference_of(request, services).run(v2.runtime, v2.operation, rows,
                          lambda outputs: kserve.response(v2.name, m.version, body, v2.respond(outputs), parameters))
