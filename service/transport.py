@@ -21,8 +21,9 @@ Answers written here (the 408 and the 503) are raw HTTP/1.1 in the service's err
 after an app's answer that closes the connection while its client is still sending the request's body (a
 shed request's 503 of a large body, a 413, a 408), the close lingers (RFC 9112 section 9.6): the answer is
 written and the connection half-closed (FIN after the answer), and the connection's protocol becomes
-`Discard`, which counts what still comes and drops it (no HTTP parsing: a kernel copy and one call a
-read), until the client closes, LINGER_S pass or LINGER_FACTOR times SDLGM_MAX_BODY_BYTES came. A close
+`KernelDiscard`, which drops what still comes in the kernel (recv with MSG_TRUNC: no copy, no parsing;
+over TLS `Discard`, a protocol that counts and drops it), until the client closes, LINGER_S pass or
+LINGER_FACTOR times SDLGM_MAX_BODY_BYTES came. A close
 with unread data would send a reset, and a client that sends its whole body before it reads (urllib,
 requests, benchmarks/overload.py) would lose the answer already sent. (Reading the rest of such bodies
 through h11 and the ASGI app instead made the event loop the bottleneck under benchmarks/overload.py's
@@ -38,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import signal
 import socket
 import threading
@@ -116,6 +118,50 @@ class Discard(asyncio.Protocol):
         self.owner.connection_lost(exc)
 
 
+_SINK = bytearray(1 << 20)  # what KernelDiscard's recv names: with MSG_TRUNC the kernel never writes to it
+
+
+class KernelDiscard:
+    """A lingering close's input discarded in the kernel: the transport stops reading, and a duplicate of its
+    socket is read with MSG_TRUNC (TCP: the data is dropped, not copied out) whenever input comes, until the
+    client closes (recv gives 0: the transport is then closed, with nothing unread, so no reset), `linger_s`
+    pass or more than `max_bytes` came (then it is closed as it is). For plain TCP; TLS input has to be
+    decrypted, which Discard does."""
+
+    def __init__(self, owner: ServiceProtocol, transport: asyncio.Transport, fd: int, max_bytes: int,
+                 linger_s: float) -> None:
+        self.owner, self.transport, self.left, self.done = owner, transport, max_bytes, False
+        self.sock = socket.socket(fileno=os.dup(fd))
+        self.sock.setblocking(False)
+        transport.pause_reading()
+        owner.loop.add_reader(self.sock.fileno(), self._readable)
+        self.timer = owner.loop.call_later(linger_s, self.close)
+
+    def _readable(self) -> None:
+        try:
+            n = self.sock.recv_into(_SINK, 0, socket.MSG_TRUNC)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            n = 0  # reset by the client: nothing more to wait for
+        self.left -= n
+        if n == 0 or self.left < 0:
+            self.close()
+
+    def stop(self) -> None:
+        """Stop discarding (once); the transport is left as it is."""
+        if self.done:
+            return
+        self.done = True
+        self.timer.cancel()
+        self.owner.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def close(self) -> None:
+        self.stop()
+        self.transport.close()
+
+
 class _Connection(h11.Connection):
     """h11's server connection, which shows each request's head to `screen` first: when it answers, the
     request is held back from uvicorn's protocol (PAUSED: it stops reading and makes no request cycle) and
@@ -154,6 +200,10 @@ class _Transport:
     def is_closing(self) -> bool:
         return self._protocol.lingering or self._transport.is_closing()
 
+    def resume_reading(self) -> None:
+        if not self._protocol.lingering:  # lingering, the input is the discarder's
+            self._transport.resume_reading()
+
 
 class ServiceProtocol(H11Protocol):
     """uvicorn's h11 protocol with TCP_NODELAY, the head timeout, the connection cap and the drain."""
@@ -171,6 +221,7 @@ class ServiceProtocol(H11Protocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self.lingering = False
         self._raw: asyncio.Transport | None = None
+        self._discard: KernelDiscard | None = None
 
     # --- the connection's life -----------------------------------------------------------------------
 
@@ -243,11 +294,17 @@ class ServiceProtocol(H11Protocol):
         drain: Drain | None = self.app_state.get(DRAIN_STATE_KEY)
         if drain is not None and drain.deadline is not None:  # stopping: no lingering past the drain
             linger_s = min(linger_s, max(0.0, drain.deadline + ANSWER_MARGIN_S - self.loop.time()))
-        transport.set_protocol(Discard(self, transport, self.linger_bytes, linger_s))
-        transport.resume_reading()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
+            self._discard = KernelDiscard(self, transport, sock.fileno(), self.linger_bytes, linger_s)
+        else:
+            transport.set_protocol(Discard(self, transport, self.linger_bytes, linger_s))
+            transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        if self._discard is not None:
+            self._discard.stop()
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
