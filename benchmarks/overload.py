@@ -8,7 +8,9 @@ with a JSON batch of --vectors vectors back to back on its keep-alive connection
 service closes it; after a 503 waiting its Retry-After, unless --no-backoff), a liveness probe in a process of its own (as the kubelet is) that opens a fresh connection for `GET /healthz`
 every PROBE_S, and a
 sampler of the service's resident memory (VmRSS from /proc, and its peak VmHWM). Prints and writes: the
-answers by status, transport errors, /healthz latency (p50, p99, max), RSS before, peak and after, and
+answers by status, transport errors, /healthz latency (p50, p99, max), the CPU seconds of the service, of
+its event loop's thread and of the clients (figures that a busy machine disturbs less than latencies),
+RSS before, peak and after, and
 whether the service is healthy after (a /healthz and one small /encode), and the machine's load average
 before and after. The service's settings are its defaults unless --set NAME=VALUE gives others. Client and
 service share this machine's CPUs.
@@ -162,6 +164,14 @@ class Sampler(threading.Thread):
             self.samples.append(rss_mb(self.pid))
 
 
+def cpu_s(pid: int, tid: int | None = None) -> float:
+    """CPU seconds (user + system) of the process, or of one of its threads (the main thread: tid = pid,
+    the event loop's)."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat").read_text()
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -184,8 +194,10 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
     prober = spawn.Process(target=probe, args=(host, port, seconds, probes), daemon=True)
     prober.start()
     started = time.perf_counter()
+    cpu_before = (cpu_s(pid), cpu_s(pid, pid), time.process_time())
     asyncio.run(main())
     took = time.perf_counter() - started
+    cpu = (cpu_s(pid) - cpu_before[0], cpu_s(pid, pid) - cpu_before[1], time.process_time() - cpu_before[2])
     tally.healthz_s, tally.healthz_failed = probes.get(timeout=READ_TIMEOUT_S + 10)
     prober.join(timeout=10)
     sampler.stop.set()
@@ -200,6 +212,10 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
                     "p50_ms": round(1000 * percentile(tally.healthz_s, 50), 1),
                     "p99_ms": round(1000 * percentile(tally.healthz_s, 99), 1),
                     "max_ms": round(1000 * max(tally.healthz_s, default=float("nan")), 1)},
+        "cpu_s": {"service": round(cpu[0], 1), "service_event_loop_thread": round(cpu[1], 1),
+                  "clients": round(cpu[2], 1),
+                  "service_ms_per_answer": round(1000 * cpu[0] / max(answered, 1), 2),
+                  "event_loop_ms_per_answer": round(1000 * cpu[1] / max(answered, 1), 2)},
         "rss_mb": {"before": round(before, 1), "peak_sampled": round(max(sampler.samples), 1),
                    "peak_vmhwm": round(rss_mb(pid, "VmHWM"), 1), "after": round(rss_mb(pid), 1)},
     }

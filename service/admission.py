@@ -6,19 +6,33 @@ sdlgm_queue_vectors shows it):
 - `ShedGuard`, a pure ASGI middleware, before the body is read: for POST /encode, /decode, /predict and
   the V2 infer routes of a loaded model it estimates the request's vectors from Content-Length
   (`estimate`; a body of no declared length as the largest body SDLGM_MAX_BODY_BYTES allows) and holds
-  that many (a `Hold`); when they do not fit, it answers 503 without parsing the body, and without
-  reading more of it than SHED_DRAIN_BYTES. Requests being read and parsed are so already counted, which
+  that many (a `Hold`); when they do not fit, it answers 503 without parsing the body, reading it out
+  only when it is at most SHED_DRAIN_BYTES (a larger one's connection closes, lingering: service.transport). Requests being read and parsed are so already counted, which
   bounds their memory. It also sets every POST's cap of JSON values (`json_value_cap`, twice the largest
   valid batch), which service.fastjson checks before parsing.
 - the route, after parsing: `Hold.resize` to the exact count, 503 when the rest does not fit. The
   scheduler (service.batching) then owns the hold and gives it back when the request's run is over.
 A request never needs more than SDLGM_MAX_BATCH vectors (settings keep the cap at least that), so a lone
 request always fits.
+
+`Door` gives the same refusal earlier still: the HTTP connection (service.transport) asks it as soon as a
+request's head is parsed, before any ASGI task, middleware or response object is made, and writes the 503
+itself (one write), then closes lingering. Under a flood of large batches nearly every request is shed,
+and answering them through the whole ASGI stack kept the event loop busy most of the time, so /healthz
+waited behind them (docs/reliability.md, "Overload"). The door sheds only what ShedGuard would shed at once
+(a body over SHED_DRAIN_BYTES, which it would not read), with the same answer and the same metrics, and only
+when nothing before ShedGuard could answer otherwise: no token file (service.auth) and no CORS. It also
+answers `GET /healthz` with `Connection: close` (a liveness probe: the kubelet's, benchmarks/overload.py's),
+with /healthz's body and metrics.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,12 +43,16 @@ from service.binary import OCTET_STREAM, media_type
 from service.errors import ServiceError, error_response
 from service.fastjson import JSON_VALUES_STATE_KEY
 from service.metrics import MODEL_STATE_KEY, Metrics
-from service.middleware import drain_body, expects_continue
+from service.middleware import drain_body, endpoint_of, expects_continue
 from service.registry import ModelRegistry
 
 HOLD_STATE_KEY = "sdlgm_hold"
-# What a shed request's body is read out to before its 503: reading more would cost the event loop as much
-# as serving it (the 503 of a larger body then closes the connection, service.deadline).
+DOOR_STATE_KEY = "sdlgm_door"
+MAX_ENDPOINTS_KEPT = 256  # the lifespan state's Door (service.app), which the connections ask
+# A shed request's body of up to this many bytes is read out before its 503, so that its connection stays
+# open; a larger one is not read (reading it through the app costs the event loop as much as serving it): the
+# 503 then closes the connection (service.deadline), lingering so that a client still sending reads it
+# (service.transport). A body of no declared length is read up to this many bytes.
 SHED_DRAIN_BYTES = 64 * 1024
 RETRY_AFTER_S = 1
 # A float32 value in JSON, as Python or numpy write it, takes 8 to 26 bytes with its separator (about 21 for
@@ -191,7 +209,10 @@ class ShedGuard:
         if hold is None:
             scope.setdefault("state", {})[MODEL_STATE_KEY] = target.model
             self.metrics.model(target.model).shed.inc()
-            if not expects_continue(Headers(scope=scope)):  # a small body is read out: its client reads the 503
+            headers = Headers(scope=scope)
+            declared = headers.get("content-length", "")
+            small = not declared.isdigit() or int(declared) <= SHED_DRAIN_BYTES
+            if small and not expects_continue(headers):  # read out: the connection can stay open
                 await drain_body(receive, SHED_DRAIN_BYTES)
             exc = overloaded(target.model, n, self.capacity.used(target.model), self.capacity.limit)
             await error_response(self.metrics, exc.status, exc.kind, exc.message, headers=exc.headers)(
@@ -203,3 +224,80 @@ class ShedGuard:
         finally:
             if not hold.handed:
                 hold.release()
+
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
+def _json_answer(status: int, content: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> Answer:
+    """An answer as Starlette's JSONResponse writes it (compact JSON, its content type and length)."""
+    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return status, [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"),
+                    *headers], body
+
+
+class Door:
+    """What an HTTP connection answers itself from a request's head (see the module docstring): the
+    ShedGuard's 503 of a large body that does not fit, and /healthz for a probe that closes. Each answer
+    is counted as the middlewares would count it (sdlgm_requests_total and its duration, sdlgm_errors_total,
+    sdlgm_shed_requests_total)."""
+
+    def __init__(self, state: Any, metrics: Metrics, capacity: Capacity, max_batch: int, max_body_bytes: int,
+                 routes: list[Any]) -> None:
+        self.state, self.metrics, self.capacity = state, metrics, capacity
+        self.max_batch, self.max_body_bytes, self.routes = max_batch, max_body_bytes, routes
+        self._endpoints: dict[str, str] = {}  # path -> route template, for the paths of loaded models' operations
+
+    def answer(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]) -> Answer | None:
+        """The answer to a request of this head (lower-case header names), or None: the app answers it."""
+        if method == "GET" and path == "/healthz":
+            return self._healthz(headers)
+        if method == "POST":
+            return self._shed(path, query, headers)
+        return None
+
+    def _count(self, endpoint: str, model: str, status: int, started: float) -> None:
+        count, duration = self.metrics.model(model).request(endpoint, str(status))
+        count.inc()
+        duration.observe(time.perf_counter() - started)
+
+    def _healthz(self, headers: list[tuple[bytes, bytes]]) -> Answer | None:
+        started = time.perf_counter()
+        if not any(k == b"connection" and b"close" in v.lower() for k, v in headers):
+            return None  # a keep-alive client: the app answers (its connection stays in step)
+        answer = _json_answer(200, {"status": "ok", "pid": os.getpid()}, [(b"connection", b"close")])
+        self._count("/healthz", "", 200, started)
+        return answer
+
+    def _shed(self, path: str, query: bytes, headers: list[tuple[bytes, bytes]]) -> Answer | None:
+        started = time.perf_counter()
+        registry: ModelRegistry | None = getattr(self.state, "registry", None)
+        if registry is None:
+            return None
+        scope = {"type": "http", "method": "POST", "path": path, "root_path": "", "query_string": query,
+                 "headers": headers}
+        fields = Headers(scope=scope)
+        declared = fields.get("content-length", "")
+        if not declared.isdigit() or int(declared) <= SHED_DRAIN_BYTES or int(declared) > self.max_body_bytes:
+            return None  # read out, of no declared length, or over the limit (413): the app's to answer
+        target = target_of(scope, registry, self.max_body_bytes)
+        if target is None:
+            return None
+        manifest = registry.models[target.model].manifest
+        n = min(estimate(target.operation, target.binary, target.payload, manifest, target.fmt), self.max_batch)
+        used = self.capacity.used(target.model)
+        if used + n <= self.capacity.limit:
+            return None  # it fits: the ShedGuard holds it
+        self.metrics.model(target.model).shed.inc()
+        exc = overloaded(target.model, n, used, self.capacity.limit)
+        self.metrics.errors.labels(kind=exc.kind).inc()
+        answer = _json_answer(exc.status, {"error": exc.message, "kind": exc.kind},
+                              [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+                              + [(b"connection", b"close")])
+        endpoint = self._endpoints.get(path)
+        if endpoint is None:
+            endpoint = endpoint_of(self.routes, scope)
+            if len(self._endpoints) < MAX_ENDPOINTS_KEPT:  # a V2 path's version segment is the client's
+                self._endpoints[path] = endpoint
+        self._count(endpoint, target.model, exc.status, started)
+        return answer

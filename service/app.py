@@ -19,7 +19,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from bundle import __version__
-from service.admission import Capacity, ShedGuard
+from service.admission import DOOR_STATE_KEY, Capacity, Door, ShedGuard
 from service.auth import AccessControl, TokenFile
 from service.batching import Scheduler
 from service.deadline import RequestDeadline
@@ -59,12 +59,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def observe(model: str, graph: str, seconds: float) -> None:
         metrics.model(model).inference(graph).observe(seconds)
 
+    door: list[Door] = []  # made once the routes are known; none when a token or CORS must see every request
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Drain]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         app.state.parser = Parser()
         try:
             async with reloader.serving(), scheduler.running():  # the models loaded, then reloads
-                yield {DRAIN_STATE_KEY: drain}  # the lifespan state: how each connection finds the drain
+                # the lifespan state: how each connection finds the drain and the door (service.transport)
+                yield {DRAIN_STATE_KEY: drain, **({DOOR_STATE_KEY: door[0]} if door else {})}
         finally:
             metrics.process_exits()
 
@@ -81,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app, settings)
     # Route templates for the metrics and the guard: the app's own routes and, flat, those of the included routers.
     routes = [r for r in app.routes if hasattr(r, "path")] + [r for router in ROUTERS for r in router.routes]
+    if api_tokens is None and not settings.cors_origin_list:  # the shed 503 and /healthz from the head (service.admission)
+        door.append(Door(app.state, metrics, capacity, settings.max_batch, settings.max_body_bytes, routes))
     app.add_middleware(RequestGuard, metrics=metrics, max_body_bytes=settings.max_body_bytes, routes=routes)
     # Before the body is read: a request whose vectors do not fit its model's queue is shed here.
     app.add_middleware(ShedGuard, metrics=metrics, capacity=capacity, max_batch=settings.max_batch,

@@ -197,6 +197,67 @@ def test_a_connection_over_the_cap_gets_503_at_once(models_dir: Path, serve: Ser
         assert httpx.get(f"{srv.url}/healthz", timeout=5).status_code == 200  # the four closed: room again
 
 
+def test_a_shed_client_that_sends_its_whole_body_before_reading_gets_the_503_not_a_reset(models_dir: Path,
+                                                                                         serve: Serve) -> None:
+    """The 503 of a shed request closes its connection before the body is read; the close lingers
+    (service.transport) so that a client that sends its whole body first, as urllib and requests do, reads
+    the 503 rather than a reset. A small send buffer keeps the body from fitting in the sockets' buffers."""
+    limit = int(SESSION_ENV["SDLGM_MAX_BODY_BYTES"])
+    env = {**SESSION_ENV, "SDLGM_MODELS_DIR": str(models_dir),
+           "SDLGM_QUEUE_MAX_VECTORS": SESSION_ENV["SDLGM_MAX_BATCH"]}
+    with serve(env) as srv:
+        holder = connect(srv)
+        holder.sendall(post_head(limit))  # its body never comes: it holds the whole queue while it is read
+        time.sleep(0.3)
+        answers = []
+        for _ in range(3):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+            s.settimeout(10)
+            s.connect(("127.0.0.1", srv.port))
+            s.sendall(post_head(limit) + b" " * limit)  # all of it before reading anything
+            answers.append(read_until_closed(s)[0])
+            s.close()
+        holder.close()
+        for answer in answers:
+            status, headers, body = status_and_json(answer)
+            assert (status, headers["retry-after"], headers["connection"], body["kind"]) == \
+                (503, "1", "close", "overloaded")
+        with srv.client() as c:
+            assert c.get("/healthz").status_code == 200
+            samples = scrape(c)
+        version = dict(next(labels for (name, labels) in samples if name == "sdlgm_shed_requests_total"))["version"]
+        # counted as the middlewares count a shed request, though the connection answered it from the head
+        assert value(samples, "sdlgm_shed_requests_total", model="kpi5g", version=version) == 3
+        assert value(samples, "sdlgm_requests_total", endpoint="/encode", model="kpi5g", version=version,
+                     status="503") == 3
+        assert value(samples, "sdlgm_errors_total", kind="overloaded") == 3
+
+
+def test_with_a_token_file_a_full_queue_still_answers_401_before_503(models_dir: Path, serve: Serve,
+                                                                     tmp_path: Path) -> None:
+    """The connection's early 503 (service.admission.Door) is off when tokens are required: a request
+    without a token gets its 401 from the access control, as it would with room in the queue."""
+    limit = int(SESSION_ENV["SDLGM_MAX_BODY_BYTES"])
+    tokens = tmp_path / "tokens"
+    tokens.write_text("a-token-of-sixteen-chars-or-more\n")
+    env = {**SESSION_ENV, "SDLGM_MODELS_DIR": str(models_dir), "SDLGM_TOKEN_FILE": str(tokens),
+           "SDLGM_QUEUE_MAX_VECTORS": SESSION_ENV["SDLGM_MAX_BATCH"]}
+    with serve(env) as srv:
+        holder = connect(srv)
+        holder.sendall(post_head(limit, extra="authorization: Bearer a-token-of-sixteen-chars-or-more\r\n"))
+        time.sleep(0.3)
+        answers = {}
+        for name, extra in [("none", ""), ("token", "authorization: Bearer a-token-of-sixteen-chars-or-more\r\n")]:
+            s = connect(srv)
+            s.sendall(post_head(limit, extra=extra) + b" " * limit)
+            answers[name] = status_and_json(read_until_closed(s)[0])
+            s.close()
+        holder.close()
+    assert (answers["none"][0], answers["none"][2]["kind"]) == (401, "unauthorized")
+    assert (answers["token"][0], answers["token"][2]["kind"]) == (503, "overloaded")
+
+
 # --- overload and large bodies -------------------------------------------------------------------------
 
 
