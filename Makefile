@@ -10,7 +10,7 @@ SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-serve tools bench-tools test lint mutation serve bench bench-bulk overload soak default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
+.PHONY: help venv venv-serve tools bench-tools test lint mutation serve bench bench-bulk bench-run-rows overload soak default-model mnist-model reproduce-table1 reproduce-table2 reproduce-table3 reproduce-timing reproduce-figures reproduce-kpi kpi-report lock k8s docker-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -103,6 +103,9 @@ bench: venv bench-tools ## the serving figures against their references with wrk
 
 bench-bulk: venv ## bulk coding throughput: sdlgm encode at 1 and 2 threads, the Ray job at 1 and 2 workers (docs/results/bulk.json)
 	$(PY) benchmarks/bulk_bench.py
+
+bench-run-rows: venv ## encode vectors/s and RSS of models/kpi5g at several rows per onnxruntime run (docs/results/run_rows.json)
+	$(PY) benchmarks/run_rows.py --out docs/results/run_rows.json
 
 overload: venv ## 256 clients of 1024-vector JSON batches at once: shedding, /healthz latency, RSS (docs/results/overload.json)
 	$(PY) benchmarks/overload.py --out docs/results/overload.json

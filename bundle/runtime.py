@@ -27,6 +27,7 @@ log = logging.getLogger("sdlgm.service")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 WARMUP_BATCH = 4
+RUN_ROWS = 64  # rows per onnxruntime run (SDLGM_MAX_RUN_ROWS): see ModelRuntime.run_rows
 
 F32 = npt.NDArray[np.float32]
 RunObserver = Callable[[str, str, float], None]  # (model, graph, seconds)
@@ -56,20 +57,30 @@ def choose_providers(provider: str, allow_cpu_fallback: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class ModelRuntime:
-    """A verified bundle with its sessions; `provider` is what onnxruntime really uses."""
+    """A verified bundle with its sessions; `provider` is what onnxruntime really uses. A batch of more than
+    `run_rows` rows (0: no cap) runs in slices of that many: every graph works row by row, so the answer is
+    the same, and onnxruntime's CPU arena, which keeps the peak of the largest run, stays that of one slice
+    (docs/serving.md, "Memory")."""
 
     name: str
     manifest: Manifest
     sessions: dict[str, ort.InferenceSession]
     provider: str
     observe: RunObserver
+    run_rows: int = RUN_ROWS
 
     def _run(self, role: str, x: F32) -> npt.NDArray[np.float32]:
         graph: Graph = getattr(self.manifest.graphs, role)
+        session, output = self.sessions[role], [graph.outputs[0]]
+        step = self.run_rows or len(x)
         start = time.perf_counter()
-        out = self.sessions[role].run([graph.outputs[0]], {graph.input: x})[0]
+        if len(x) <= step:
+            out = np.asarray(session.run(output, {graph.input: x})[0])
+        else:
+            out = np.concatenate([session.run(output, {graph.input: x[i:i + step]})[0]
+                                  for i in range(0, len(x), step)])
         self.observe(self.name, role, time.perf_counter() - start)
-        return np.asarray(out)
+        return out
 
     @property
     def has_decoder(self) -> bool:
@@ -131,7 +142,8 @@ def _check_signature(role: str, session: ort.InferenceSession, manifest: Manifes
 
 
 def load_runtime(name: str, bundle_dir: Path, providers: list[str], threads: tuple[int, int],
-                 strict_provider: bool, observe: RunObserver, root: Path | None = None) -> ModelRuntime:
+                 strict_provider: bool, observe: RunObserver, root: Path | None = None,
+                 run_rows: int = RUN_ROWS) -> ModelRuntime:
     """Verify, load and warm up one bundle; any failure is a BundleError naming the cause. With root (the
     models directory), a file that leads out of it is refused (bundle.manifest.inside)."""
     manifest = load_manifest(bundle_dir, root)
@@ -153,7 +165,7 @@ def load_runtime(name: str, bundle_dir: Path, providers: list[str], threads: tup
     if strict_provider and used != [providers[0]]:
         raise BundleError(f"onnxruntime fell back to {used} instead of {providers[0]} "
                           "(SDLGM_ALLOW_CPU_FALLBACK=false)")
-    runtime = ModelRuntime(name, manifest, sessions, ",".join(used), observe)
+    runtime = ModelRuntime(name, manifest, sessions, ",".join(used), observe, run_rows)
     try:
         replace(runtime, observe=_ignore).warm_up()  # warm-up runs stay out of the metrics
     except Exception as exc:  # a graph that loads but cannot run is refused like a bad checksum

@@ -123,7 +123,8 @@ def load_registry(settings: Settings, observe: RunObserver, served: ModelRegistr
                 registry.models[name] = old
                 loading.unchanged.append(name)
                 continue
-            runtime = load_runtime(name, bundle_dir, providers, threads, strict, observe, root)
+            runtime = load_runtime(name, bundle_dir, providers, threads, strict, observe, root,
+                                   settings.max_run_rows)
         except Exception as exc:  # anything a bundle can raise (RecursionError, OSError, onnxruntime's) refuses it
             why = describe(exc)
             registry.refused[name] = without_paths(why, root)

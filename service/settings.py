@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bundle import manifest
+from bundle.runtime import RUN_ROWS
 from service.auth import read_tokens
 
 ENV_PREFIX = "SDLGM_"
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
     allow_cpu_fallback: bool = Field(default=True, description="serve on CPU when provider=cuda finds no CUDA")
     intra_op_threads: int = Field(default=1, ge=0, le=256, description="onnxruntime intra-op threads (0: its own)")
     inter_op_threads: int = Field(default=1, ge=0, le=256, description="onnxruntime inter-op threads (0: its own)")
+    max_run_rows: int = Field(default=RUN_ROWS, ge=0, le=65536, description="most rows in one onnxruntime run: a "
+                              "larger batch runs in slices of this many (the same answer), which bounds "
+                              "onnxruntime's CPU arena to one slice's peak and is fastest on CPU; 0: no cap "
+                              "(a GPU may prefer larger runs)")
     max_batch: int = Field(default=1024, ge=1, le=65536, description="most vectors or codes in one request")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3, description="largest body (413)")
     request_timeout_s: float = Field(default=10.0, gt=0.0, le=3600.0, description="time limit of a whole request "
