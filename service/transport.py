@@ -216,8 +216,9 @@ class ServiceProtocol(H11Protocol):
         self.header_timeout_s, self.max_connections = config.header_timeout_s, config.max_connections
         self.linger_bytes = config.linger_bytes
         limit = config.h11_max_incomplete_event_size
-        self.conn: _Connection = _Connection(self._screen, max_incomplete_event_size=limit if limit is not None
-                                else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE)  # as uvicorn's, with the door
+        self.head_limit = limit if limit is not None else DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+        self.conn: _Connection = _Connection(self._screen, max_incomplete_event_size=self.head_limit)  # as
+        # uvicorn's, with the door
         self._head_timer: asyncio.TimerHandle | None = None
         self.lingering = False
         self._raw: asyncio.Transport | None = None
@@ -288,6 +289,10 @@ class ServiceProtocol(H11Protocol):
         assert transport is not None
         self._stop_head_timer()
         self.lingering = True
+        # h11 keeps what it read past the request's head (up to one read of the body, 256 KB) until the
+        # connection goes; a lingering connection parses nothing more, so it lets that go now (a request
+        # cycle still running keeps its own reference to the connection it answers on)
+        self.conn = _Connection(self._screen, max_incomplete_event_size=self.head_limit)
         if transport.can_write_eof():
             transport.write_eof()
         linger_s = LINGER_S
