@@ -6,7 +6,8 @@ Starts the service on a free loopback port over one bundle (default models/kpi5g
 deployment's thread settings), then runs for --seconds: --clients connections, each sending `/encode`
 with a JSON batch of --vectors vectors back to back on its keep-alive connection (reconnecting when the
 service closes it; after a 503 waiting its Retry-After, unless --no-backoff), a liveness probe in a process of its own (as the kubelet is) that opens a fresh connection for `GET /healthz`
-every PROBE_S, and a
+every PROBE_S (a second one does the same on the probe port, SDLGM_PROBE_PORT, a free port unless
+`--set PROBE_PORT=` turns it off: `healthz_probe_port`), and a
 sampler of the service's resident memory (VmRSS from /proc, and its peak VmHWM). Prints and writes: the
 answers by status, transport errors, /healthz latency (p50, p99, max), the CPU seconds of the service, of
 its event loop's thread and of the clients (figures that a busy machine disturbs less than latencies),
@@ -176,9 +177,17 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def probe_figures(latencies: list[float], failed: int) -> dict[str, Any]:
+    return {"probes": len(latencies) + failed, "failed": failed,
+            "p50_ms": round(1000 * percentile(latencies, 50), 1),
+            "p99_ms": round(1000 * percentile(latencies, 99), 1),
+            "max_ms": round(1000 * max(latencies, default=float("nan")), 1)}
+
+
 def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds: float,
-             backoff: bool = True) -> dict[str, Any]:
-    """The load of the module docstring against a running service; its figures."""
+             backoff: bool = True, probe_port: int | None = None) -> dict[str, Any]:
+    """The load of the module docstring against a running service; its figures. With probe_port, /healthz
+    is probed there too, by a second process at the same pace (`healthz_probe_port`)."""
     tally = Tally()
     raw = post("/encode", body)
     sampler = Sampler(pid)
@@ -193,6 +202,11 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
     probes: Any = spawn.Queue()
     prober = spawn.Process(target=probe, args=(host, port, seconds, probes), daemon=True)
     prober.start()
+    side: Any = spawn.Queue()
+    side_prober = None if probe_port is None else spawn.Process(target=probe, args=(host, probe_port, seconds, side),
+                                                                daemon=True)
+    if side_prober is not None:
+        side_prober.start()
     started = time.perf_counter()
     cpu_before = (cpu_s(pid), cpu_s(pid, pid), time.process_time())
     asyncio.run(main())
@@ -200,6 +214,10 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
     cpu = (cpu_s(pid) - cpu_before[0], cpu_s(pid, pid) - cpu_before[1], time.process_time() - cpu_before[2])
     tally.healthz_s, tally.healthz_failed = probes.get(timeout=READ_TIMEOUT_S + 10)
     prober.join(timeout=10)
+    side_figures = None
+    if side_prober is not None:
+        side_figures = probe_figures(*side.get(timeout=READ_TIMEOUT_S + 10))
+        side_prober.join(timeout=10)
     sampler.stop.set()
     sampler.join()
     answered = sum(tally.statuses.values())
@@ -208,10 +226,8 @@ def run_load(host: str, port: int, pid: int, clients: int, body: bytes, seconds:
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "transport_errors": dict(tally.errors), "answers_per_s": round(answered / took, 1),
         "sends_cut_short_answer_read": tally.cut_sends,
-        "healthz": {"probes": len(tally.healthz_s) + tally.healthz_failed, "failed": tally.healthz_failed,
-                    "p50_ms": round(1000 * percentile(tally.healthz_s, 50), 1),
-                    "p99_ms": round(1000 * percentile(tally.healthz_s, 99), 1),
-                    "max_ms": round(1000 * max(tally.healthz_s, default=float("nan")), 1)},
+        "healthz": probe_figures(tally.healthz_s, tally.healthz_failed),
+        **({"healthz_probe_port": side_figures} if side_figures is not None else {}),
         "cpu_s": {"service": round(cpu[0], 1), "service_event_loop_thread": round(cpu[1], 1),
                   "clients": round(cpu[2], 1),
                   "service_ms_per_answer": round(1000 * cpu[0] / max(answered, 1), 2),
@@ -284,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "PROVIDER": "cpu", "INTRA_OP_THREADS": "2", "INTER_OP_THREADS": "1", "LOG_LEVEL": "warning"}
     settings.update(dict(s.split("=", 1) for s in args.set))
     port = free_port()
+    settings.setdefault("PROBE_PORT", str(free_port()))
+    probe_port = int(settings["PROBE_PORT"]) if settings["PROBE_PORT"] else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDLGM_")}
     env.update({f"SDLGM_{k}": v for k, v in settings.items()}, SDLGM_MODELS_DIR=str(shown_dir), SDLGM_HOST="127.0.0.1",
                SDLGM_PORT=str(port))
@@ -292,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         wait_ready("127.0.0.1", port, proc)
         load_before = os.getloadavg()[0]
-        figures = run_load("127.0.0.1", port, proc.pid, args.clients, body, args.seconds, not args.no_backoff)
+        figures = run_load("127.0.0.1", port, proc.pid, args.clients, body, args.seconds, not args.no_backoff,
+                           probe_port)
         figures["machine_load_1min"] = {"before": round(load_before, 1), "after": round(os.getloadavg()[0], 1)}
         small = json_batch(args.models_dir, args.model, 1)
         figures["healthy_after"] = (get("127.0.0.1", port, "/healthz")[0] == 200

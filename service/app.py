@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -30,6 +30,7 @@ from service.fastjson import Parser
 from service.metrics import Metrics
 from service.middleware import MetricsMiddleware, RequestGuard
 from service.openapi import install_openapi
+from service.probe import ProbePort
 from service.quality import QualitySampler
 from service.reload import Reloader, ignore_sighup
 from service.routes import ROUTERS
@@ -65,7 +66,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         app.state.parser = Parser()
         try:
-            async with reloader.serving(), scheduler.running():  # the models loaded, then reloads
+            async with AsyncExitStack() as stack:
+                if settings.probe_port is not None:  # first: a liveness probe is answered while models load
+                    app.state.probe = ProbePort(settings.host, settings.probe_port, settings.probe_stall_s)
+                    await stack.enter_async_context(app.state.probe.serving())
+                await stack.enter_async_context(reloader.serving())  # the models loaded, then reloads
+                await stack.enter_async_context(scheduler.running())
                 # the lifespan state: how each connection finds the drain and the door (service.transport)
                 yield {DRAIN_STATE_KEY: drain, **({DOOR_STATE_KEY: door[0]} if door else {})}
         finally:

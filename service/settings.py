@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     allow_cpu_fallback: bool = Field(default=True, description="serve on CPU when provider=cuda finds no CUDA")
     intra_op_threads: int = Field(default=1, ge=0, le=256, description="onnxruntime intra-op threads (0: its own)")
     inter_op_threads: int = Field(default=1, ge=0, le=256, description="onnxruntime inter-op threads (0: its own)")
+    probe_port: int | None = Field(default=None, ge=1, le=65535, description="a port of its own for GET "
+                                   "/healthz, answered by a thread, not the event loop (service/probe.py); unset: "
+                                   "none")
+    probe_stall_s: float = Field(default=5.0, gt=0.0, le=600.0, description="the probe port answers 503 once the "
+                                 "event loop has not turned for this long")
     max_run_rows: int = Field(default=RUN_ROWS, ge=0, le=65536, description="most rows in one onnxruntime run: a "
                               "larger batch runs in slices of this many (the same answer), which bounds "
                               "onnxruntime's CPU arena to one slice's peak and is fastest on CPU; 0: no cap "

