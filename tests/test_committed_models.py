@@ -1,6 +1,7 @@
 """The committed bundles as `make serve` serves them (models/): the KPI default (gate "on": every code is
 M bytes in the enum format) and Table I's best MNIST SDLGM (gate "slot"), each through /encode and
-/decode in the in-process app with its lifespan (the bundles really loaded and verified)."""
+/decode in the in-process app with its lifespan (the bundles really loaded and verified); the docs' quotes
+of the MNIST bundle against a fresh encoding of the test set."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from conftest import open_app, settings_of
 from fastapi.testclient import TestClient
 
 from bundle.manifest import load_manifest
+from bundle.runtime import open_bundle
 from training import datasets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,3 +69,19 @@ def test_the_mnist_bundle_encodes_and_decodes_digits(api: TestClient) -> None:
         q = np.clip(p, 1e-6, 1 - 1e-6)
         nll = -(digits * np.log(q) + (1 - digits) * np.log(1 - q)).sum(1)
         assert (nll < 784 * np.log(2) / 2).all()  # the code carries the digit: far better than p = 1/2
+
+
+def test_the_docs_quote_the_mnist_bundle_as_it_encodes_the_test_set() -> None:
+    m = load_manifest(MODELS / "mnist")
+    x = datasets.load_binarized_mnist("test", datasets.data_dir()).astype(np.float32)
+    L, counts = open_bundle(MODELS / "mnist").encode(np.ascontiguousarray(x))
+    assert float(L.mean()) == pytest.approx(m.evaluation["mean_L_hat"])
+    share_on = (counts.reshape(len(x), m.L0, -1).sum(2) > 0).mean(0)
+    used, always = int((share_on > 0).sum()), int((share_on == 1).sum())
+    text = (REPO / "docs" / "results.md").read_text()
+    doc = text[text.index("The MNIST model for Figures 3 and 4"):].split("\n\n", 1)[0]
+    assert f"`models/mnist` {m.version}" in doc
+    assert f"uses {used} of the {m.L0} slots" in doc
+    assert f"{m.L0 - used} slots are never on and {always} always on" in doc
+    assert f"L_hat stays between {L.min()} and {L.max()} (mean {L.mean():.1f})" in doc
+    assert f"`models/mnist` ({m.version})" in (REPO / "README.md").read_text()

@@ -3,8 +3,8 @@
 The graphs take and give original units: the encoder and sparsity net standardize raw vectors inside the
 graph, the decoder gives Bernoulli probabilities or the Gaussian mean in original units. Graph files are
 named by content hash; the manifest's fingerprint is the SHA-256 over their checksums. Export ends with
-a parity check (onnxruntime against torch within 1e-5 and the identical deterministic code) and refuses
-to write a manifest for graphs that fail it.
+a parity check (onnxruntime against torch within 1e-5 + 1e-6 max |torch| and the identical deterministic
+code) and refuses to write a manifest for graphs that fail it.
 
 Which graphs a bundle holds is what the model's family declares (`model.family.Family.graphs`). Every
 manifest records the model's kind and config, the version it is given, and an evaluation of the bundle
@@ -48,6 +48,7 @@ from training.temperatures import Temperatures
 
 OPSET = 17
 PARITY_ATOL = 1e-5
+PARITY_RTOL = 1e-6  # of the graph's largest |output|: float32 rounding grows with the terms a layer sums
 
 
 class ExportError(RuntimeError):
@@ -192,9 +193,19 @@ def export_trained(cfg: RunConfig, model: SparseModel, temps: Temperatures, step
                          code_rows=task.train if family.bundle_kind == "sdlgm" else None)
 
 
+def beyond_parity(got: np.ndarray, ref: np.ndarray, scale: np.ndarray | float = 1.0) -> bool:
+    """Whether some element of got (onnxruntime) differs from ref (torch) by more than 1e-5 + 1e-6 max |ref|,
+    both divided by scale (the decoder's in standardized units). The bound follows the largest output, not
+    each element's own: a logit near 0 that sums terms of 100 carries their rounding (the 100k-iteration
+    MNIST encoder, logits up to 123, differs by 1.4e-5 at a logit of 3 and 2.3e-5 at one of 69)."""
+    err, ref_s = np.abs(got - ref) / scale, np.abs(ref) / scale
+    return bool(err.max(initial=0.0) > PARITY_ATOL + PARITY_RTOL * ref_s.max(initial=0.0))
+
+
 @torch.no_grad()
 def check_parity(model: SparseModel, bundle_dir: Path, manifest: Manifest, x: np.ndarray) -> dict[str, float]:
-    """onnxruntime against torch on x: max abs differences (the decoder's in standardized units); raises ExportError beyond 1e-5 or a code differs."""
+    """onnxruntime against torch on x: max abs differences (the decoder's in standardized units); raises ExportError
+    where an output differs beyond 1e-5 + 1e-6 max |torch| (`beyond_parity`) or a code differs."""
     coder = model.deployed()
     assert coder is not None
     sess = {role: ort.InferenceSession(str(bundle_dir / g.file), providers=["CPUExecutionProvider"])
@@ -203,11 +214,11 @@ def check_parity(model: SparseModel, bundle_dir: Path, manifest: Manifest, x: np
     xs = (xt - coder.x_mean) / coder.x_std
     pi_t = coder.pi_logits(xs)
     pi_o = sess["encoder"].run(None, {"x": x})[0]
-    diffs = {"encoder": float(np.abs(pi_o - pi_t.numpy()).max())}
+    pairs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | float]] = {"encoder": (pi_o, pi_t.numpy(), 1.0)}
     if manifest.gate == "shared":
         lam_t = coder.lambda_logits(xs)
         lam_o = sess["sparsity"].run(None, {"x": x})[0]
-        diffs["sparsity"] = float(np.abs(lam_o - lam_t.numpy()).max())
+        pairs["sparsity"] = (lam_o, lam_t.numpy(), 1.0)
         L_t, counts_t = torch_codes.deterministic_code(pi_t, lam_t, manifest.L0)
         L_o, counts_o = np_codes.deterministic_code(pi_o, lam_o, manifest.L0)
     else:
@@ -219,11 +230,12 @@ def check_parity(model: SparseModel, bundle_dir: Path, manifest: Manifest, x: np
         ref = DecoderGraph(cast(Reconstructs, coder))(z).numpy()
         got = sess["decoder"].run(None, {"z": z.numpy()})[0]
         # In standardized units: a KPI with std 5e4 (bitrates) turns float32 noise of 1e-6 into 0.05.
-        scale = coder.x_std.numpy() if manifest.likelihood == "gaussian" else 1.0
-        diffs["decoder"] = float((np.abs(got - ref) / scale).max())
-    bad = {k: v for k, v in diffs.items() if v > PARITY_ATOL}
+        pairs["decoder"] = (got, ref, coder.x_std.numpy() if manifest.likelihood == "gaussian" else 1.0)
+    diffs = {k: float((np.abs(o - t) / sc).max()) for k, (o, t, sc) in pairs.items()}
+    bad = {k: diffs[k] for k, (o, t, sc) in pairs.items() if beyond_parity(o, t, sc)}
     if bad:
-        raise ExportError(f"onnxruntime differs from torch beyond {PARITY_ATOL}: {bad}")
+        raise ExportError(f"onnxruntime differs from torch beyond {PARITY_ATOL} + {PARITY_RTOL} max |torch|: "
+                          f"{bad}")
     if not (np.array_equal(L_t.numpy(), L_o) and np.array_equal(counts_t.numpy(), counts_o)):
         raise ExportError("the deterministic code from onnxruntime differs from torch's")
     return diffs
