@@ -357,6 +357,23 @@ def test_evaluate_without_importance_samples_reports_no_is_figures() -> None:
     assert not {"is_nll", "is_samples", "is_rows"} & set(got) and got["rows"] == 5
 
 
+def test_an_evaluation_is_repeatable_and_leaves_the_callers_random_stream_alone() -> None:
+    torch.manual_seed(4)
+    model = GSVAE(GSVAEConfig(D=6, n_vars=3, n_classes=4, encoder=(8,), decoder=(8,)))
+    x = (np.random.default_rng(4).random((30, 6)) > 0.5).astype(np.float32)
+    task = task_of(x, np.zeros(6), np.ones(6), likelihood="bernoulli")
+    torch.manual_seed(11)
+    first = evaluate(model, task, "valid", FIXED, STEP, is_samples=3, is_rows=10)
+    after_first = torch.rand(3)
+    torch.manual_seed(11)
+    again = evaluate(model, task, "valid", FIXED, STEP, is_samples=3, is_rows=10)
+    assert first == again  # the samples are the seed's, not the caller's stream's
+    torch.manual_seed(11)
+    assert torch.equal(torch.rand(3), after_first)  # the caller's stream as if no evaluation had run
+    other = evaluate(model, task, "valid", FIXED, STEP, is_samples=3, is_rows=10, is_seed=1)
+    assert other["discrete_neg_elbo"] != first["discrete_neg_elbo"]  # the seed decides the samples
+
+
 def test_evaluate_a_gumbel_softmax_vae_counts_one_slot_per_variable() -> None:
     torch.manual_seed(3)
     model = GSVAE(GSVAEConfig(D=6, n_vars=3, n_classes=4, encoder=(8,), decoder=(8,)))

@@ -74,6 +74,16 @@ def evaluate(model: SparseModel, task: Task, split: str, temps: Temperatures, st
 def evaluate_generative(model: Generative, task: Task, split: str, temps: Temperatures, step: int,
                         is_samples: int = 100, is_rows: int | None = None, is_seed: int = 0,
                         batch: int = 500) -> dict[str, Any]:
+    """The figures of one split. The samples (the relaxed and hard ELBOs', the importance sampler's) are
+    drawn from torch's generator seeded with is_seed inside a fork of its state: the same model gives the
+    same figures every time, and an evaluation during training leaves the training's random stream as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(is_seed)
+        return _evaluate_generative(model, task, split, temps, step, is_samples, is_rows, is_seed, batch)
+
+
+def _evaluate_generative(model: Generative, task: Task, split: str, temps: Temperatures, step: int,
+                         is_samples: int, is_rows: int | None, is_seed: int, batch: int) -> dict[str, Any]:
     x_raw = getattr(task, split)
     x = standardized(task, x_raw)
     tau, tau_z = temps.value("tau", step), temps.value("tau_z", step)
