@@ -34,6 +34,7 @@ SLOT_RECIPE: dict[str, object] = {"model.gate": "slot", "model.learned_prior": T
                                   "train.lr": 0.002, "train.lr_final": 0.0001}
 GS_RECIPE: dict[str, object] = {"train.estimator": "gr", "train.lr": 0.002, "train.lr_final": 0.0001,
                                  "train.kl_warmup": 2000, "train.tau.tau0": 0.5, "train.tau_z.tau0": 0.5}
+WIDE: dict[str, object] = {"model.encoder": [1024, 512], "model.decoder": [512, 1024]}
 LONG = 10  # the longer rows train this many times the headline iterations
 
 # (method, config, overrides); "iterations" in the overrides is a multiple of the headline iterations
@@ -55,6 +56,22 @@ METHODS: list[tuple[str, str, dict[str, object]]] = [
     ("SDLGM, gate in the slot, tau=0.5 recipe (nets 512-256 / 256-512), 10x the iterations", "mnist-sdlgm-slot.yaml", {"iterations": LONG}),
     ("GS-VAE 20x10 with the same recipe, 10x the iterations", "mnist-gsvae.yaml",
      {**GS_RECIPE, "iterations": LONG}),
+    ("SDLGM, gate in the slot, tau=0.5 recipe (nets 512-256 / 256-512), gradient norm clipped at 10",
+     "mnist-sdlgm-slot.yaml", {"train.clip_grad_norm": 10.0}),
+    ("SDLGM, gate in the slot, tau=0.5 recipe, gradient norm clipped at 10, 10x the iterations",
+     "mnist-sdlgm-slot.yaml", {"train.clip_grad_norm": 10.0, "iterations": LONG}),
+    ("SDLGM, gate in the slot, tau=0.5 recipe, clipped at 10, nets 1024-512 / 512-1024, 10x the iterations",
+     "mnist-sdlgm-slot.yaml", {**WIDE, "train.clip_grad_norm": 10.0, "iterations": LONG}),
+    ("GS-VAE 20x10 with the same recipe, clipped at 10, nets 1024-512 / 512-1024, 10x the iterations",
+     "mnist-gsvae.yaml", {**GS_RECIPE, **WIDE, "train.clip_grad_norm": 10.0, "iterations": LONG}),
+    ("SDLGM, gate in the slot, tau=0.5 recipe, clipped at 10, nets 1024-512 / 512-1024",
+     "mnist-sdlgm-slot.yaml", {**WIDE, "train.clip_grad_norm": 10.0}),
+    ("GS-VAE 20x10 with the same recipe, clipped at 10, nets 1024-512 / 512-1024",
+     "mnist-gsvae.yaml", {**GS_RECIPE, **WIDE, "train.clip_grad_norm": 10.0}),
+    ("GS-VAE 20x10 with the same recipe, gradient norm clipped at 10", "mnist-gsvae.yaml",
+     {**GS_RECIPE, "train.clip_grad_norm": 10.0}),
+    ("GS-VAE 20x10 with the same recipe, gradient norm clipped at 10, 10x the iterations", "mnist-gsvae.yaml",
+     {**GS_RECIPE, "train.clip_grad_norm": 10.0, "iterations": LONG}),
 ]
 
 # What the papers report (see ../shared/REFERENCES.md for what each measures).
@@ -77,12 +94,17 @@ def finished_run(cfg: RunConfig, out: Path) -> tuple[Any, Any] | None:
     return model, temps
 
 
+def same_run(saved: RunConfig, cfg: RunConfig) -> bool:
+    """The same run whatever device it trained on so far: a run begun on a GPU can finish on a CPU."""
+    return saved.model_copy(update={"train": saved.train.model_copy(update={"device": cfg.train.device})}) == cfg
+
+
 def run_one(method: str, cfg: RunConfig, out: Path, progress: bool, reuse: bool) -> dict[str, Any]:
     task = load_task(cfg.data, cfg.train.seed)
     done = finished_run(cfg, out) if reuse else None
     if done is None:  # an interrupted run of the same config continues from its checkpoint
         ck = out / CHECKPOINT
-        again = ck.exists() and saved_config(read_checkpoint(ck)["run_config"]) == cfg
+        again = ck.exists() and same_run(saved_config(read_checkpoint(ck)["run_config"]), cfg)
         model, temps = train(cfg, task, out, resume=again, progress=progress, evaluate_valid=False)
     else:
         model, temps = done
@@ -107,6 +129,7 @@ def run_one(method: str, cfg: RunConfig, out: Path, progress: bool, reuse: bool)
         "timed_steps": int(timing["timed_steps"]),
         "seconds_total": ms_per_iter * step / 1000 + time.perf_counter() - t0,
         "iterations": step,
+        "device": cfg.train.device,
         "is_samples": ev["is_samples"],
         "is_rows": ev["is_rows"],
         "test_rows": ev["rows"],
@@ -117,6 +140,10 @@ def run_one(method: str, cfg: RunConfig, out: Path, progress: bool, reuse: bool)
 def merge(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
     """Put row into the table on disk (replacing the same method's), in METHODS order."""
     return merge_row(path, row, "method", [m for m, _, _ in METHODS])
+
+
+def _device(row: dict[str, Any]) -> str:
+    return "" if row.get("device", "cpu") == "cpu" else f" ({row['device']})"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -139,11 +166,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         is_cell = f"{r['is_nll']:.2f}" + (f" ± {se:.2f}" if se is not None else "")
         lines.append(f"| {r['method']} | {r['discrete_neg_elbo']:.2f} | {r['relaxed_neg_elbo']:.2f} | "
                      f"{is_cell} | {r['mode_code_recon_nll']:.2f} | {r['kl']:.1f} | {mean_l} | "
-                     f"{r['ms_per_iter']:.1f} | {r['iterations']} | {r['seconds_total'] / 60:.0f} |")
+                     f"{r['ms_per_iter']:.1f}{_device(r)} | {r['iterations']} | {r['seconds_total'] / 60:.0f} |")
     lines += ["", "Batch 100; Adam 1e-3 unless the row says otherwise. Each row is one seed (0). ms/iter is the mean "
               "time of a training step (evaluation and checkpoints excluded) over the steps timed, summed across "
               "resumes; wall min is ms/iter x iterations plus this evaluation. Both are on one thread of this "
-              "2-core machine, shared with other jobs while these rows ran, so they compare rows only roughly.",
+              "2-core machine, shared with other jobs while these rows ran, so they compare rows only roughly; "
+              "a row marked (cuda) trained on one H200 GPU (`--device cuda`), several rows at once, and was "
+              "evaluated on that machine's CPU.",
               "",
               "## The papers' figures", "", "| source | -ELBO | what it measures |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in PAPER]
@@ -161,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", type=int, nargs="*", help="indices of METHODS to run (default all)")
     p.add_argument("--reuse", action="store_true", help="evaluate finished runs instead of training again")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the rows train (train.device); evaluation runs on the CPU either way")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -174,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         iterations = args.iterations * int(overrides.get("iterations", 1))  # type: ignore[call-overload]
         cfg = load_config(ROOT / "configs" / config, {**rest, "train.iterations": iterations,
                                                       "train.checkpoint_every": 1000,
+                                                      "train.device": args.device,
                                                       "train.eval_every": iterations,
                                                       "eval.is_rows": args.is_rows,
                                                       "eval.is_samples": args.is_samples})

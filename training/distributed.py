@@ -30,6 +30,16 @@ GROUP_TIMEOUT = timedelta(hours=2)
 Device = str  # "cpu" or "cuda"
 
 
+def torch_device(device: Device, local: int = 0) -> torch.device:
+    """The torch device of train.device (GPU `local` for cuda); a clear error when CUDA is asked for and this
+    torch sees none, rather than torch's assertion at the first tensor moved."""
+    if device != "cuda":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("train.device is cuda but this torch sees no CUDA device; set train.device=cpu")
+    return torch.device("cuda", local)
+
+
 @dataclass(frozen=True)
 class World:
     """This process's place among the W training processes."""
@@ -49,11 +59,9 @@ class World:
         """The world torchrun describes in the environment, its process group joined; one process without."""
         size = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError("train.device is cuda but this torch sees no CUDA device; set train.device=cpu")
+        where = torch_device(device, local)
+        if where.type == "cuda":
             torch.cuda.set_device(local)
-        where = torch.device("cuda", local) if device == "cuda" else torch.device("cpu")
         if size == 1:
             return cls(device=where)
         if not dist.is_initialized():

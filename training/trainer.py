@@ -19,7 +19,7 @@ import torch
 from model import registry
 from model.family import Batch, SparseModel
 from training.config import RunConfig, TrainConfig, saved_config
-from training.distributed import World, parallel
+from training.distributed import World, parallel, torch_device
 from training.evaluate import evaluate
 from training.loop import Loop, LoopConfig, RunHooks, Schedule, read_checkpoint, run, save_checkpoint
 from training.loop import resume as resume_from
@@ -71,7 +71,7 @@ def train(cfg: RunConfig, task: Task, out_dir: Path, resume: bool = False, progr
     """Train for cfg.train.iterations steps (or stop after step `stop_after`, to be resumed later);
     writes <out>/checkpoint.pt and <out>/metrics.jsonl. In a world of W processes (training.distributed)
     each trains on its shard of every batch and rank 0 alone evaluates and writes the files."""
-    world = world or World(device=torch.device(cfg.train.device))
+    world = world or World(device=torch_device(cfg.train.device))
     out_dir.mkdir(parents=True, exist_ok=True)
     tc = cfg.train
     world.check_batch(tc.batch_size)
