@@ -130,6 +130,7 @@ def run_one(method: str, cfg: RunConfig, out: Path, progress: bool, reuse: bool)
         "seconds_total": ms_per_iter * step / 1000 + time.perf_counter() - t0,
         "iterations": step,
         "device": cfg.train.device,
+        "seed": cfg.train.seed,
         "is_samples": ev["is_samples"],
         "is_rows": ev["is_rows"],
         "test_rows": ev["rows"],
@@ -190,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", type=int, nargs="*", help="indices of METHODS to run (default all)")
     p.add_argument("--reuse", action="store_true", help="evaluate finished runs instead of training again")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="train.seed of every row (the table's rows are seed 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the rows train (train.device); evaluation runs on the CPU either way")
     args = p.parse_args(argv)
@@ -206,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(ROOT / "configs" / config, {**rest, "train.iterations": iterations,
                                                       "train.checkpoint_every": 1000,
                                                       "train.device": args.device,
+                                                      "train.seed": args.seed,
                                                       "train.eval_every": iterations,
                                                       "eval.is_rows": args.is_rows,
                                                       "eval.is_samples": args.is_samples})
