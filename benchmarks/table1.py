@@ -173,7 +173,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['method']} | {r['discrete_neg_elbo']:.2f} | {r['relaxed_neg_elbo']:.2f} | "
                      f"{is_cell} | {r['mode_code_recon_nll']:.2f} | {r['kl']:.1f} | {mean_l} | "
                      f"{r['ms_per_iter']:.1f}{_device(r)} | {r['iterations']} | {r['seconds_total'] / 60:.0f} |")
-    lines += ["", "Batch 100; Adam 1e-3 unless the row says otherwise. Each row is one seed (0). ms/iter is the mean "
+    seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in rows})) or "0"
+    lines += ["", f"Batch 100; Adam 1e-3 unless the row says otherwise. Each row is one seed ({seeds}). ms/iter is the mean "
               "time of a training step (evaluation and checkpoints excluded) over the steps timed, summed across "
               "resumes; wall min is ms/iter x iterations plus this evaluation. Both are on one thread of this "
               "2-core machine, shared with other jobs while these rows ran, so they compare rows only roughly; "

@@ -34,6 +34,8 @@ def test_rows_trained_on_a_gpu_are_marked_in_the_table() -> None:
     assert "| 4.8 (cuda) | 100000 |" in on_gpu
     assert "(cuda)" not in on_cpu.split("\n\n")[2]  # the rows of the table, not its note
     assert on_cpu.count("| 4.8 | 100000 |") == 2
+    assert "Each row is one seed (0)." in on_cpu
+    assert "Each row is one seed (2)." in table1.markdown([{**row, "seed": 2}])
 
 
 def test_device_cuda_without_a_gpu_stops_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
