@@ -87,11 +87,11 @@ PAPER = [
 
 
 def finished_run(cfg: RunConfig, out: Path) -> tuple[Any, Any] | None:
-    """(model, temperatures) of a finished run of this config in out, else None."""
+    """(model, temperatures) of a finished run of this config in out (on any device, as `same_run`), else None."""
     if not (out / CHECKPOINT).exists():
         return None
     saved, model, temps, ck = load_checkpoint(out / CHECKPOINT)
-    if saved != cfg or int(ck["step"]) != cfg.train.iterations:
+    if not same_run(saved, cfg) or int(ck["step"]) != cfg.train.iterations:
         return None
     return model, temps
 

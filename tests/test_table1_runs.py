@@ -44,3 +44,15 @@ def test_device_cuda_without_a_gpu_stops_before_training(tmp_path: Path, monkeyp
         table1.main(["--device", "cuda", "--only", "11", "--iterations", "2", "--is-rows", "5", "--is-samples", "2",
                      "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--no-progress"])
     assert not (tmp_path / "out" / "table1.json").exists()
+
+
+def test_a_finished_run_is_reused_whichever_device_it_trained_on(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    table1.main(["--only", "11", "--iterations", "3", "--is-rows", "5", "--is-samples", "2",
+                 "--out", str(tmp_path / "out"), "--runs", str(runs), "--no-progress"])
+    overrides = {"train.iterations": 3, "train.checkpoint_every": 1000, "train.eval_every": 3, "eval.is_rows": 5,
+                 "eval.is_samples": 2, "train.clip_grad_norm": 10.0}
+    on_cpu = load_config(CONFIG, overrides)
+    assert table1.finished_run(on_cpu, runs / "11") is not None
+    assert table1.finished_run(load_config(CONFIG, {**overrides, "train.device": "cuda"}), runs / "11") is not None
+    assert table1.finished_run(load_config(CONFIG, {**overrides, "train.iterations": 4}), runs / "11") is None
